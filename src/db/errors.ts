@@ -1,0 +1,49 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { BackendTerminatedError, BackendTerminatedUnexpectedlyError, ConnectionError, UniqueIntegrityConstraintViolationError } from "slonik";
+
+/**
+ * SQLSTATEs raised by fastpubsub's SQL functions (class `FP`), named after the
+ * HTTP status they stand for, and the Connect code each becomes.
+ */
+const codeFromSqlState: Record<string, Code> = {
+  FP404: Code.NotFound,
+  FP409: Code.AlreadyExists,
+  FP422: Code.InvalidArgument,
+};
+
+// Connection exceptions (08), operator intervention (57P0x) and too many connections.
+const unavailableSqlState = /^(08|57P0|53300)/;
+const unavailableErrno = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENOTFOUND", "EPIPE", "EAI_AGAIN"]);
+
+/**
+ * Translates a database error into the Connect error it stands for, or returns
+ * undefined for an error that is not the client's or the database's to explain.
+ */
+export function connectErrorFromDatabaseError(error: unknown): ConnectError | undefined {
+  const code = sqlState(error);
+  if (code !== undefined && code in codeFromSqlState) {
+    return new ConnectError((error as Error).message, codeFromSqlState[code]);
+  }
+  if (error instanceof UniqueIntegrityConstraintViolationError) {
+    return new ConnectError("already exists", Code.AlreadyExists, undefined, undefined, error);
+  }
+  if (isUnavailable(error)) {
+    return new ConnectError("database is unavailable", Code.Unavailable, undefined, undefined, error);
+  }
+  return undefined;
+}
+
+function sqlState(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+function isUnavailable(error: unknown): boolean {
+  if (error instanceof ConnectionError || error instanceof BackendTerminatedError || error instanceof BackendTerminatedUnexpectedlyError) {
+    return true;
+  }
+  const code = sqlState(error);
+  if (code !== undefined && (unavailableSqlState.test(code) || unavailableErrno.has(code))) return true;
+  const cause = (error as { cause?: unknown } | null)?.cause;
+  return cause !== undefined && cause !== error && isUnavailable(cause);
+}

@@ -1,0 +1,30 @@
+import { sql } from "slonik";
+import { z } from "zod";
+import type { DatabaseConnection } from "./pool.ts";
+
+/** A row of the topics table. */
+export const TopicRow = z.object({
+  id: z.string(),
+  created_at: z.number(), // ms since epoch: slonik's timestamptz parser
+});
+export type TopicRow = z.infer<typeof TopicRow>;
+
+/** Inserts a topic; FP409 when the id is taken. */
+export function createTopic(db: DatabaseConnection, id: string) {
+  return db.one(sql.type(TopicRow)`SELECT * FROM create_topic(${id})`);
+}
+
+/** Returns one topic; FP404 when there is none. */
+export function getTopic(db: DatabaseConnection, id: string) {
+  return db.one(sql.type(TopicRow)`SELECT * FROM get_topic(${id})`);
+}
+
+/** Returns a page of topics ordered by id. */
+export function listTopics(db: DatabaseConnection, offset: number, limit: number) {
+  return db.any(sql.type(TopicRow)`SELECT * FROM list_topics(${offset}, ${limit})`);
+}
+
+/** Deletes a topic and its subscriptions; FP404 when there is none. */
+export async function deleteTopic(db: DatabaseConnection, id: string) {
+  await db.query(sql.unsafe`SELECT delete_topic(${id})`);
+}

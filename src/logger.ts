@@ -1,0 +1,109 @@
+import { fileURLToPath } from "node:url";
+
+/** The log levels of FASTPUBSUB_LOG_LEVEL, in increasing severity. */
+export type LogLevel = "debug" | "info" | "warning" | "error" | "critical";
+
+/** Extra fields of a log line, e.g. `{ "request.method": "GET" }`. */
+export type LogFields = Record<string, unknown>;
+
+/** Writes one JSON object per line to stderr, with the seed's field names. */
+export interface Logger {
+  debug(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  warning(message: string, fields?: LogFields): void;
+  error(message: string, fields?: LogFields): void;
+  critical(message: string, fields?: LogFields): void;
+}
+
+const severity: Record<LogLevel, number> = { debug: 10, info: 20, warning: 30, error: 40, critical: 50 };
+
+/**
+ * Creates a logger that, like the seed's python-json-logger, writes the fields
+ * named in `format` (e.g. `%(asctime)s level=%(levelname)s message=%(message)s`)
+ * followed by the extra fields of each call, as one JSON object per line.
+ */
+export function createLogger(options: { level: LogLevel; format: string; name?: string; write?: (line: string) => void }): Logger {
+  const keys = [...options.format.matchAll(/%\((\w+)\)/g)].map((match) => match[1] as string);
+  const wantsCaller = keys.includes("pathname") || keys.includes("lineno") || keys.includes("filename");
+  const write = options.write ?? ((line: string) => process.stderr.write(line));
+  const threshold = severity[options.level];
+
+  function log(level: LogLevel, message: string, fields?: LogFields) {
+    if (severity[level] < threshold) return;
+    const caller = wantsCaller ? findCaller() : undefined;
+    const record: LogFields = {};
+    for (const key of keys) {
+      record[key] = standardField(key, level, message, options.name, caller);
+    }
+    write(`${JSON.stringify(fields ? Object.assign(record, fields) : record, jsonSafe)}\n`);
+  }
+
+  return {
+    debug: (message, fields) => log("debug", message, fields),
+    info: (message, fields) => log("info", message, fields),
+    warning: (message, fields) => log("warning", message, fields),
+    error: (message, fields) => log("error", message, fields),
+    critical: (message, fields) => log("critical", message, fields),
+  };
+}
+
+function standardField(key: string, level: LogLevel, message: string, name: string | undefined, caller: Caller | undefined) {
+  switch (key) {
+    case "asctime":
+      return asctime(new Date());
+    case "levelname":
+      return level.toUpperCase();
+    case "levelno":
+      return severity[level];
+    case "message":
+      return message;
+    case "name":
+      return name ?? "fastpubsub";
+    case "pathname":
+      return caller?.pathname;
+    case "filename":
+      return caller?.pathname.split("/").pop();
+    case "lineno":
+      return caller?.lineno;
+    case "process":
+      return process.pid;
+    case "created":
+      return Date.now() / 1000;
+    default:
+      return undefined;
+  }
+}
+
+/** Formats a time as Python's logging does: `2025-12-29 15:30:00,123`, in UTC. */
+function asctime(date: Date) {
+  const iso = date.toISOString();
+  return `${iso.slice(0, 10)} ${iso.slice(11, 19)},${iso.slice(20, 23)}`;
+}
+
+interface Caller {
+  pathname: string;
+  lineno: number;
+}
+
+const thisFile = import.meta.filename;
+
+function findCaller(): Caller | undefined {
+  const holder: { stack?: string } = {};
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 6;
+  Error.captureStackTrace(holder);
+  Error.stackTraceLimit = limit;
+  for (const line of holder.stack?.split("\n").slice(1) ?? []) {
+    const match = /\(?((?:file:\/\/)?\/[^():]+):(\d+):\d+\)?$/.exec(line);
+    if (!match?.[1] || !match[2]) continue;
+    const pathname = match[1].startsWith("file:") ? fileURLToPath(match[1]) : match[1];
+    if (pathname !== thisFile) return { pathname, lineno: Number(match[2]) };
+  }
+  return undefined;
+}
+
+function jsonSafe(_key: string, value: unknown) {
+  if (value instanceof Error) return `${value.name}: ${value.message}`;
+  if (typeof value === "bigint") return value.toString();
+  return value;
+}

@@ -1,0 +1,123 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { Code, ConnectError, type ConnectRouter, cors, createConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import type { DatabasePool } from "../db/pool.ts";
+import type { Logger } from "../logger.ts";
+import { liveness, readiness } from "./health.ts";
+import { createRestHandler } from "./rest/rest-handler.ts";
+import { restRoutesFromHandlers } from "./rest/routes.ts";
+
+type NodeRequest = IncomingMessage | Http2ServerRequest;
+type NodeResponse = ServerResponse | Http2ServerResponse;
+
+/** What the request handler serves. */
+export interface HandlerOptions {
+  /** Registers the service implementations. */
+  routes: (router: ConnectRouter) => void;
+  /** Interceptors run for every call, whatever its protocol, outermost first. */
+  interceptors: Interceptor[];
+  /** The pool that /readiness checks. */
+  db: DatabasePool;
+  logger: Logger;
+  /** Origins allowed to call from a browser. */
+  corsOrigins: readonly string[];
+  /** The largest request body accepted, in bytes. */
+  readMaxBytes: number;
+}
+
+/**
+ * Creates the handler of every HTTP request on the port: Connect, gRPC and
+ * gRPC-Web calls go to their Connect handler, the REST paths to the same
+ * handlers through the transcoder, and the health probes answer directly.
+ */
+export function createRequestHandler(options: HandlerOptions) {
+  const router = createConnectRouter({
+    interceptors: options.interceptors,
+    readMaxBytes: options.readMaxBytes,
+    jsonOptions: { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true },
+  });
+  options.routes(router);
+  const rpcHandlers = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
+  const handleRest = createRestHandler(restRoutesFromHandlers(router.handlers));
+  const allowedOrigins = new Set(options.corsOrigins);
+
+  async function route(req: NodeRequest, res: NodeResponse, url: URL) {
+    const rpc = rpcHandlers.get(url.pathname);
+    if (rpc) {
+      const response = await rpc(universalRequestFromNodeRequest(req, res, undefined, undefined));
+      await universalResponseToNodeResponse(response, res);
+      return;
+    }
+    if (req.method === "GET" && url.pathname === "/liveness") return sendJson(res, liveness());
+    if (req.method === "GET" && url.pathname === "/readiness") return sendJson(res, await readiness(options.db));
+    const abort = new AbortController();
+    res.once("close", () => abort.abort());
+    const response = await handleRest({
+      method: req.method ?? "GET",
+      url,
+      headers: req.headers,
+      body: () => readBody(req, options.readMaxBytes),
+      signal: abort.signal,
+    });
+    send(res, response.status, response.body);
+  }
+
+  return function handleRequest(req: NodeRequest, res: NodeResponse) {
+    const started = performance.now();
+    const url = new URL(req.url ?? "/", "http://localhost");
+    res.once("finish", () => {
+      options.logger.info("request", {
+        method: req.method,
+        path: url.pathname,
+        status: res.statusCode,
+        duration: `${((performance.now() - started) / 1000).toFixed(4)}s`,
+      });
+    });
+    const origin = req.headers.origin;
+    if (origin && allowedOrigins.has(origin)) {
+      res.setHeader("access-control-allow-origin", origin);
+      res.setHeader("vary", "origin");
+      res.setHeader("access-control-expose-headers", cors.exposedHeaders.join(", "));
+      if (req.method === "OPTIONS" && req.headers["access-control-request-method"]) {
+        res.setHeader("access-control-allow-methods", [...cors.allowedMethods, "PUT", "DELETE"].join(", "));
+        res.setHeader("access-control-allow-headers", [...cors.allowedHeaders, "Authorization"].join(", "));
+        res.setHeader("access-control-max-age", "7200");
+        send(res, 204);
+        return;
+      }
+    }
+    route(req, res, url).catch((error: unknown) => {
+      options.logger.error("request failed", { method: req.method, path: url.pathname, error: String(error) });
+      if (!res.headersSent) sendJson(res, { status: 500, body: { detail: "Internal server error" } });
+      else res.destroy();
+    });
+  };
+}
+
+function sendJson(res: NodeResponse, answer: { status: number; body: unknown }) {
+  send(res, answer.status, Buffer.from(JSON.stringify(answer.body)));
+}
+
+/** Writes a whole answer; a body is JSON. */
+function send(res: NodeResponse, status: number, body?: Uint8Array) {
+  // The HTTP/2 compatibility response has the same methods as the HTTP/1 one.
+  const out = res as ServerResponse;
+  out.statusCode = status;
+  if (body) {
+    out.setHeader("content-type", "application/json");
+    out.setHeader("content-length", body.byteLength);
+  }
+  out.end(body);
+}
+
+async function readBody(req: NodeRequest, readMaxBytes: number): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.byteLength;
+    if (size > readMaxBytes) throw new ConnectError(`request body is larger than ${readMaxBytes} bytes`, Code.ResourceExhausted);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}

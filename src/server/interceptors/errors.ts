@@ -1,0 +1,31 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { connectErrorFromDatabaseError } from "../../db/errors.ts";
+import type { Logger } from "../../logger.ts";
+
+/**
+ * Creates the interceptor that gives every failure a Connect code: database
+ * errors become the code they stand for, anything unexpected becomes Internal
+ * with its cause logged once and never sent.
+ */
+export function createErrorInterceptor(logger: Logger): Interceptor {
+  return (next) => async (request) => {
+    try {
+      return await next(request);
+    } catch (error) {
+      if (error instanceof ConnectError) throw error;
+      const translated = connectErrorFromDatabaseError(error);
+      if (translated) {
+        if (translated.code === Code.Unavailable) {
+          logger.error("database unavailable", { procedure: request.url, error: errorText(error) });
+        }
+        throw translated;
+      }
+      logger.error("unexpected error", { procedure: request.url, error: errorText(error) });
+      throw new ConnectError("Internal server error", Code.Internal, undefined, undefined, error);
+    }
+  };
+}
+
+function errorText(error: unknown) {
+  return error instanceof Error ? (error.stack ?? `${error.name}: ${error.message}`) : String(error);
+}

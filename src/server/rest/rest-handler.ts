@@ -1,0 +1,132 @@
+import type { IncomingHttpHeaders } from "node:http";
+import { type DescField, type DescMessage, type JsonObject, type JsonValue, ScalarType } from "@bufbuild/protobuf";
+import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
+import { readAllBytes, type UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { kRestRoute } from "../context.ts";
+import { httpStatusFromCode } from "./http-status.ts";
+import { matchRoute, type RestRoute } from "./routes.ts";
+
+/** A REST request, reduced to what the transcoder reads. */
+export interface RestRequest {
+  method: string;
+  url: URL;
+  headers: IncomingHttpHeaders;
+  body: () => Promise<Uint8Array>;
+  signal: AbortSignal;
+}
+
+/** A REST answer: a status and, unless 204, a JSON body. */
+export interface RestResponse {
+  status: number;
+  body?: Uint8Array;
+}
+
+// Headers that describe the REST request itself rather than the RPC call it becomes.
+const droppedHeaders = /^(host|connection|keep-alive|transfer-encoding|upgrade|content-.*|accept-encoding|te|connect-.*|grpc-.*|:.*)$/;
+
+/**
+ * Creates the REST transcoder: it matches a request to a route read from the
+ * proto annotations, builds the RPC's request from the path, query and body,
+ * calls the same Connect handler (and so the same interceptors) as every other
+ * protocol, and turns the answer into the seed's status codes and JSON.
+ */
+export function createRestHandler(routes: readonly RestRoute[]) {
+  return async function handleRest(request: RestRequest): Promise<RestResponse> {
+    const match = matchRoute(routes, request.method, request.url.pathname);
+    if ("status" in match) {
+      return detail(match.status, match.status === 404 ? "Not Found" : "Method Not Allowed");
+    }
+    const { route, params } = match;
+    let message: JsonObject;
+    try {
+      message = requestJson(route, params, request.url.searchParams, route.body === "none" ? undefined : await readJsonBody(request));
+    } catch (error) {
+      const connectError = ConnectError.from(error);
+      return detail(httpStatusFromCode(connectError.code), connectError.rawMessage);
+    }
+    const header = new Headers();
+    for (const [name, value] of Object.entries(request.headers)) {
+      if (value !== undefined && !droppedHeaders.test(name)) header.set(name, Array.isArray(value) ? value.join(", ") : value);
+    }
+    header.set("content-type", "application/json");
+    const response = await route.handler({
+      httpVersion: "1.1",
+      method: "POST",
+      url: new URL(route.handler.requestPath, request.url).toString(),
+      header,
+      body: message,
+      signal: request.signal,
+      contextValues: createContextValues().set(kRestRoute, route.template),
+    });
+    return restResponseFromConnect(route, response);
+  };
+}
+
+async function restResponseFromConnect(route: RestRoute, response: UniversalServerResponse): Promise<RestResponse> {
+  const body = response.body ? await readAllBytes(response.body, Number.MAX_SAFE_INTEGER) : new Uint8Array();
+  if (response.status === 200) {
+    return route.successStatus === 204 ? { status: 204 } : { status: route.successStatus, body };
+  }
+  const error = JSON.parse(new TextDecoder().decode(body) || "{}") as { code?: string; message?: string };
+  const code = codeFromName(error.code);
+  return detail(httpStatusFromCode(code), code === Code.Internal ? "Internal server error" : (error.message ?? ""));
+}
+
+function codeFromName(name: string | undefined): Code {
+  const key = Object.keys(Code).find((candidate) => candidate.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase() === name);
+  return key === undefined ? Code.Internal : Code[key as keyof typeof Code];
+}
+
+function detail(status: number, reason: string): RestResponse {
+  return { status, body: new TextEncoder().encode(JSON.stringify({ detail: reason })) };
+}
+
+async function readJsonBody(request: RestRequest): Promise<JsonValue | undefined> {
+  const text = new TextDecoder().decode(await request.body()).trim();
+  if (text === "") return undefined;
+  try {
+    return JSON.parse(text) as JsonValue;
+  } catch (error) {
+    throw new ConnectError(`request body is not valid JSON: ${(error as Error).message}`, Code.InvalidArgument);
+  }
+}
+
+/** Builds the RPC request, in proto JSON, from the path variables, the query string and the body. */
+function requestJson(route: RestRoute, params: Map<DescField, string>, query: URLSearchParams, body: JsonValue | undefined): JsonObject {
+  const input = route.handler.method.input;
+  const message: JsonObject = {};
+  for (const [name, value] of query) {
+    const field = findField(input, name);
+    if (field && !params.has(field) && field.fieldKind !== "message") {
+      message[field.jsonName] = field.fieldKind === "list" ? query.getAll(name) : queryValue(field, value);
+    }
+  }
+  if (route.body === "message") {
+    if (body === undefined) body = {};
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      throw new ConnectError("request body must be a JSON object", Code.InvalidArgument);
+    }
+    for (const [name, value] of Object.entries(body)) {
+      const field = findField(input, name);
+      if (field && value !== undefined) message[field.jsonName] = value;
+    }
+  } else if (route.body !== "none") {
+    if (body === undefined) throw new ConnectError("request body is required", Code.InvalidArgument);
+    message[route.body.jsonName] = body;
+  }
+  for (const [field, value] of params) {
+    message[field.jsonName] = value;
+  }
+  return message;
+}
+
+function findField(input: DescMessage, name: string) {
+  return input.fields.find((field) => field.name === name || field.jsonName === name);
+}
+
+function queryValue(field: DescField, value: string): JsonValue {
+  if (field.fieldKind === "scalar" && field.scalar === ScalarType.BOOL) {
+    return value === "true" || value === "1" ? true : value === "false" || value === "0" ? false : value;
+  }
+  return value;
+}

@@ -1,0 +1,64 @@
+import type { Config } from "../config/config.ts";
+import { type EmbeddedDatabase, startEmbeddedPostgres } from "../db/embedded.ts";
+import { migrate } from "../db/migrate.ts";
+import { createDatabasePool } from "../db/pool.ts";
+import type { Logger } from "../logger.ts";
+import { createRoutes } from "../services/routes.ts";
+import { createRequestHandler } from "./handler.ts";
+import { createErrorInterceptor } from "./interceptors/errors.ts";
+import { createValidationInterceptor } from "./interceptors/validation.ts";
+import { listen } from "./listener.ts";
+
+/** A running server. */
+export interface RunningServer {
+  /** Where it listens, e.g. `http://127.0.0.1:8000`. */
+  url: string;
+  /** Stops accepting, finishes in-flight requests, and closes the database. */
+  close(): Promise<void>;
+}
+
+/** The largest request body accepted, in bytes. */
+export const readMaxBytes = 16 * 1024 * 1024;
+
+/**
+ * Starts fastpubsub: opens the configured database (or starts the embedded
+ * one when none is configured), applies pending migrations, and serves every
+ * protocol on FASTPUBSUB_API_HOST:FASTPUBSUB_API_PORT.
+ */
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  let embedded: EmbeddedDatabase | undefined;
+  let databaseUrl = config.databaseUrl;
+  if (databaseUrl === undefined) {
+    embedded = await startEmbeddedPostgres({ baseDir: config.embeddedDataDir, port: config.embeddedPort, logger });
+    databaseUrl = embedded.url;
+  }
+  try {
+    const applied = await migrate(databaseUrl);
+    if (applied.length > 0) logger.info("applied migrations", { versions: applied });
+    const db = await createDatabasePool(databaseUrl, {
+      maxPoolSize: config.databasePoolSize + config.databaseMaxOverflow,
+      echo: config.databaseEcho ? logger : undefined,
+    });
+    const handler = createRequestHandler({
+      routes: createRoutes(db, config),
+      interceptors: [createErrorInterceptor(logger), createValidationInterceptor()],
+      db,
+      logger,
+      corsOrigins: config.apiCorsOrigins,
+      readMaxBytes,
+    });
+    const listener = await listen(handler, config.apiHost, config.apiPort);
+    logger.info("fastpubsub is serving", { url: listener.url, embedded_database: embedded !== undefined });
+    return {
+      url: listener.url,
+      async close() {
+        await listener.close();
+        await db.end();
+        await embedded?.stop();
+      },
+    };
+  } catch (error) {
+    await embedded?.stop();
+    throw error;
+  }
+}

@@ -1,0 +1,32 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { TopicSchema, type TopicService } from "../../gen/fastpubsub/v1/topic_service_pb.ts";
+import type { DatabasePool } from "../db/pool.ts";
+import * as topics from "../db/topics.ts";
+import { pageOf } from "./page.ts";
+
+/** Converts a topics row into the API's Topic. */
+export function topicFromRow(row: topics.TopicRow) {
+  return create(TopicSchema, { id: row.id, createdAt: timestampFromMs(row.created_at) });
+}
+
+/** Implements TopicService over the database. */
+export function createTopicService(db: DatabasePool): Partial<ServiceImpl<typeof TopicService>> {
+  return {
+    async createTopic(request) {
+      return topicFromRow(await topics.createTopic(db, request.id));
+    },
+    async getTopic(request) {
+      return topicFromRow(await topics.getTopic(db, request.id));
+    },
+    async listTopics(request) {
+      const { offset, limit } = pageOf(request);
+      return { data: (await topics.listTopics(db, offset, limit)).map(topicFromRow) };
+    },
+    async deleteTopic(request) {
+      await topics.deleteTopic(db, request.id);
+      return {};
+    },
+  };
+}

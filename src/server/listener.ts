@@ -29,8 +29,32 @@ export function listen(handler: RequestHandler, host: string, port: number): Pro
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
   });
+  // The HTTP/1.1 server never listens itself, so it does not track its
+  // connections: count the requests in flight on each one to close it when idle.
+  const inFlight = new Map<Socket, number>();
+  let closing = false;
+  http1Server.on("connection", (socket: Socket) => {
+    inFlight.set(socket, 0);
+    socket.once("close", () => inFlight.delete(socket));
+  });
+  http1Server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket;
+    inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
+    if (closing) res.shouldKeepAlive = false;
+    res.once("close", () => {
+      const left = (inFlight.get(socket) ?? 1) - 1;
+      inFlight.set(socket, left);
+      if (closing && left === 0) socket.destroySoon();
+    });
+  });
+  const closeIdleConnections = () => {
+    for (const [socket, requests] of inFlight) if (requests === 0) socket.destroy();
+  };
 
+  const sockets = new Set<Socket>();
   const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
     socket.once("readable", () => routeConnection(socket));
   });
 
@@ -58,17 +82,16 @@ export function listen(handler: RequestHandler, host: string, port: number): Pro
         url: `http://${shownHost}:${address.port}`,
         port: address.port,
         async close(graceMs = 10_000) {
+          closing = true;
           const closed = new Promise<void>((done) => server.close(() => done()));
-          http1Server.closeIdleConnections();
+          closeIdleConnections();
           for (const session of sessions) session.close();
           const deadline = setTimeout(() => {
-            http1Server.closeAllConnections();
             for (const session of sessions) session.destroy();
+            for (const socket of sockets) socket.destroy();
           }, graceMs);
-          const idleTimer = setInterval(() => http1Server.closeIdleConnections(), 100);
           await closed;
           clearTimeout(deadline);
-          clearInterval(idleTimer);
         },
       });
     });

@@ -1,5 +1,6 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectCode } from "../support/expect-code.ts";
 import { type Api, createApi, protocols } from "../support/protocols.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
 import { uniqueId } from "../support/ids.ts";
@@ -11,17 +12,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await server.close();
 });
-
-/** Expects a call to fail with `code`. */
-async function expectCode(call: Promise<unknown>, code: Code) {
-  const error = await call.then(
-    () => undefined,
-    (reason: unknown) => reason,
-  );
-  expect(error, `expected ${Code[code]}`).toBeInstanceOf(ConnectError);
-  expect(Code[(error as ConnectError).code]).toBe(Code[code]);
-  return error as ConnectError;
-}
 
 describe.each(protocols)("TopicService over %s", (protocol) => {
   let api: Api;

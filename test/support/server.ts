@@ -11,11 +11,12 @@ export interface TestServer extends RunningServer {
   config: Config;
 }
 
-/** Creates a fresh database from the run's template and returns its URL. */
-export async function createTestDatabase(): Promise<string> {
+/** Creates a fresh database, migrated unless `empty`, and returns its URL. */
+export async function createTestDatabase(options: { empty?: boolean } = {}): Promise<string> {
   const adminUrl = inject("adminUrl");
-  const name = `${inject("templateDatabase")}_${randomUUID().slice(0, 8)}`;
-  await admin(adminUrl, `CREATE DATABASE ${name} TEMPLATE ${inject("templateDatabase")}`);
+  const template = inject("templateDatabase");
+  const name = `${template}_${randomUUID().slice(0, 8)}`;
+  await admin(adminUrl, options.empty ? `CREATE DATABASE ${name}` : `CREATE DATABASE ${name} TEMPLATE ${template}`);
   return databaseUrl(adminUrl, name);
 }
 
@@ -29,7 +30,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     FASTPUBSUB_DATABASE_URL: url,
     FASTPUBSUB_API_HOST: "127.0.0.1",
     FASTPUBSUB_API_PORT: "0",
-    FASTPUBSUB_LOG_LEVEL: "error",
+    FASTPUBSUB_LOG_LEVEL: "critical",
     ...env,
   });
   const server = await startServer(config, createLogger({ level: config.logLevel, format: config.logFormatter }));

@@ -16,11 +16,11 @@ export function createErrorInterceptor(logger: Logger): Interceptor {
       const translated = connectErrorFromDatabaseError(error);
       if (translated) {
         if (translated.code === Code.Unavailable) {
-          logger.error("database unavailable", { procedure: request.url, error: errorText(error) });
+          logger.error("database unavailable", { procedure: procedureOf(request), error: errorText(error) });
         }
         throw translated;
       }
-      logger.error("unexpected error", { procedure: request.url, error: errorText(error) });
+      logger.error("unexpected error", { procedure: procedureOf(request), error: errorText(error) });
       throw new ConnectError("Internal server error", Code.Internal, undefined, undefined, error);
     }
   };
@@ -28,4 +28,8 @@ export function createErrorInterceptor(logger: Logger): Interceptor {
 
 function errorText(error: unknown) {
   return error instanceof Error ? (error.stack ?? `${error.name}: ${error.message}`) : String(error);
+}
+
+function procedureOf(request: { service: { typeName: string }; method: { name: string } }) {
+  return `${request.service.typeName}/${request.method.name}`;
 }

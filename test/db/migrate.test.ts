@@ -1,0 +1,64 @@
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { beforeEach, describe, expect, it } from "vitest";
+import { migrate, readMigrations } from "../../src/db/migrate.ts";
+import { createTestDatabase } from "../support/server.ts";
+
+async function query<T extends pg.QueryResultRow>(url: string, text: string) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<T>(text)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+describe("migrate", () => {
+  let url: string;
+  beforeEach(async () => {
+    url = await createTestDatabase({ empty: true });
+  });
+
+  it("applies every migration once and records it with its checksum", async () => {
+    const files = await readMigrations();
+    expect(files.map((file) => file.version)).toEqual([...files.map((file) => file.version)].sort());
+    expect(await migrate(url)).toEqual(files.map((file) => file.version));
+    const recorded = await query<{ version: string; checksum: string }>(url, "SELECT version, checksum FROM schema_migrations ORDER BY version");
+    expect(recorded).toEqual(files.map(({ version, checksum }) => ({ version, checksum })));
+    expect(await query(url, "SELECT to_regclass('topics') IS NOT NULL AS present")).toEqual([{ present: true }]);
+  });
+
+  it("does nothing the second time", async () => {
+    await migrate(url);
+    expect(await migrate(url)).toEqual([]);
+  });
+
+  it("is safe when several servers run it at once", async () => {
+    const runs = await Promise.all([migrate(url), migrate(url), migrate(url)]);
+    const applied = runs.flat();
+    expect(applied.sort()).toEqual((await readMigrations()).map((file) => file.version));
+    expect(await query(url, "SELECT count(*)::int AS n FROM schema_migrations")).toEqual([{ n: applied.length }]);
+  });
+
+  it("refuses to continue when an applied migration has changed", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fastpubsub-migrations-"));
+    await writeFile(join(dir, "0001_first.sql"), "CREATE TABLE first_table (id INT);");
+    expect(await migrate(url, await readMigrations(dir))).toEqual(["0001"]);
+    await writeFile(join(dir, "0001_first.sql"), "CREATE TABLE first_table (id BIGINT);");
+    await writeFile(join(dir, "0002_second.sql"), "CREATE TABLE second_table (id INT);");
+    await expect(migrate(url, await readMigrations(dir))).rejects.toThrow(/0001_first has changed since it was applied/);
+    expect(await query(url, "SELECT to_regclass('second_table') IS NULL AS absent")).toEqual([{ absent: true }]);
+  });
+
+  it("rolls back a failing migration entirely and records nothing of it", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "fastpubsub-migrations-"));
+    await writeFile(join(dir, "0001_ok.sql"), "CREATE TABLE ok_table (id INT);");
+    await writeFile(join(dir, "0002_broken.sql"), "CREATE TABLE half_table (id INT); SELECT * FROM no_such_table;");
+    await expect(migrate(url, await readMigrations(dir))).rejects.toThrow(/0002_broken failed/);
+    expect(await query(url, "SELECT to_regclass('half_table') IS NULL AS absent")).toEqual([{ absent: true }]);
+    expect(await query(url, "SELECT version FROM schema_migrations")).toEqual([{ version: "0001" }]);
+  });
+});

@@ -1,5 +1,8 @@
 import { defineConfig } from "vitest/config";
 
+// FASTPUBSUB_TEST_REPORT names a JSON report to write beside the console output (.ci/run reads it).
+const report = process.env.FASTPUBSUB_TEST_REPORT;
+
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
@@ -7,5 +10,6 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",
+    reporters: report ? ["default", ["json", { outputFile: report }]] : ["default"],
   },
 });

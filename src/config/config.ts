@@ -5,8 +5,13 @@ const boolean = lowercase
   .pipe(z.enum(["true", "false", "1", "0", "yes", "no", "on", "off"], { error: "must be true or false" }))
   .transform((value) => ["true", "1", "yes", "on"].includes(value));
 const integer = (min: number) =>
-  z.coerce.number({ error: "must be an integer" }).int({ error: "must be an integer" }).min(min, { error: `must be at least ${min}` });
-const LogLevel = lowercase.pipe(z.enum(["debug", "info", "warning", "error", "critical"], { error: "must be debug, info, warning, error or critical" }));
+  z.coerce
+    .number({ error: "must be an integer" })
+    .int({ error: "must be an integer" })
+    .min(min, { error: `must be at least ${min}` });
+const LogLevel = lowercase.pipe(
+  z.enum(["debug", "info", "warning", "error", "critical"], { error: "must be debug, info, warning, error or critical" }),
+);
 
 const Env = z
   .object({
@@ -33,7 +38,12 @@ const Env = z
     FASTPUBSUB_API_NUM_WORKERS: integer(1).default(1),
     FASTPUBSUB_API_CORS_ORIGINS: z
       .string()
-      .transform((origins) => origins.split(",").map((origin) => origin.trim()).filter(Boolean))
+      .transform((origins) =>
+        origins
+          .split(",")
+          .map((origin) => origin.trim())
+          .filter(Boolean),
+      )
       .default([]),
     FASTPUBSUB_AUTH_ENABLED: boolean.default(false),
     FASTPUBSUB_AUTH_SECRET_KEY: z.string().min(1).optional(),

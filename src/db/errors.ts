@@ -1,5 +1,10 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { BackendTerminatedError, BackendTerminatedUnexpectedlyError, ConnectionError, UniqueIntegrityConstraintViolationError } from "slonik";
+import {
+  BackendTerminatedError,
+  BackendTerminatedUnexpectedlyError,
+  ConnectionError,
+  UniqueIntegrityConstraintViolationError,
+} from "slonik";
 
 /**
  * SQLSTATEs raised by fastpubsub's SQL functions (class `FP`), named after the

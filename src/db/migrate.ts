@@ -63,7 +63,9 @@ export async function migrate(databaseUrl: string, migrations?: Migration[]): Pr
     for (const migration of files) {
       const checksum = applied.get(migration.version);
       if (checksum !== undefined && checksum !== migration.checksum) {
-        throw new MigrationError(`migration ${migration.version}_${migration.name} has changed since it was applied; add a new migration instead`);
+        throw new MigrationError(
+          `migration ${migration.version}_${migration.name} has changed since it was applied; add a new migration instead`,
+        );
       }
     }
     const pending = files.filter((migration) => !applied.has(migration.version));

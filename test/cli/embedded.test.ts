@@ -9,7 +9,11 @@ import { type ServerProcess, startServerProcess } from "../support/cli.ts";
 
 /** Creates and reads back a topic over REST and over Connect. */
 async function expectServes(url: string, id: string) {
-  const created = await fetch(new URL("/topics", url), { method: "POST", body: JSON.stringify({ id }), headers: { "content-type": "application/json" } });
+  const created = await fetch(new URL("/topics", url), {
+    method: "POST",
+    body: JSON.stringify({ id }),
+    headers: { "content-type": "application/json" },
+  });
   expect(created.status).toBe(201);
   const connect = await fetch(new URL("/fastpubsub.v1.TopicService/GetTopic", url), {
     method: "POST",

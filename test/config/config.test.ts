@@ -29,7 +29,9 @@ describe("loadConfig", () => {
   });
 
   it("accepts the seed's postgresql+psycopg:// URLs as well as postgresql://", () => {
-    expect(loadConfig({ FASTPUBSUB_DATABASE_URL: "postgresql+psycopg://u:p@db:5432/app" }).databaseUrl).toBe("postgresql://u:p@db:5432/app");
+    expect(loadConfig({ FASTPUBSUB_DATABASE_URL: "postgresql+psycopg://u:p@db:5432/app" }).databaseUrl).toBe(
+      "postgresql://u:p@db:5432/app",
+    );
     expect(loadConfig({ FASTPUBSUB_DATABASE_URL: "postgresql://u:p@db/app" }).databaseUrl).toBe("postgresql://u:p@db/app");
     expect(loadConfig({ FASTPUBSUB_DATABASE_URL: "postgres://db/app" }).databaseUrl).toBe("postgres://db/app");
   });
@@ -82,7 +84,9 @@ describe("loadConfig", () => {
   });
 
   it("refuses a backoff minimum above the maximum", () => {
-    expect(() => loadConfig({ FASTPUBSUB_SUBSCRIPTION_BACKOFF_MIN_SECONDS: "301" })).toThrow(/^FASTPUBSUB_SUBSCRIPTION_BACKOFF_MAX_SECONDS: must be greater/);
+    expect(() => loadConfig({ FASTPUBSUB_SUBSCRIPTION_BACKOFF_MIN_SECONDS: "301" })).toThrow(
+      /^FASTPUBSUB_SUBSCRIPTION_BACKOFF_MAX_SECONDS: must be greater/,
+    );
   });
 
   it("refuses auth without a secret key", () => {

@@ -26,7 +26,10 @@ describe("migrate", () => {
     const files = await readMigrations();
     expect(files.map((file) => file.version)).toEqual([...files.map((file) => file.version)].sort());
     expect(await migrate(url)).toEqual(files.map((file) => file.version));
-    const recorded = await query<{ version: string; checksum: string }>(url, "SELECT version, checksum FROM schema_migrations ORDER BY version");
+    const recorded = await query<{ version: string; checksum: string }>(
+      url,
+      "SELECT version, checksum FROM schema_migrations ORDER BY version",
+    );
     expect(recorded).toEqual(files.map(({ version, checksum }) => ({ version, checksum })));
     expect(await query(url, "SELECT to_regclass('topics') IS NOT NULL AS present")).toEqual([{ present: true }]);
   });

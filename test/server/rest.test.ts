@@ -75,7 +75,12 @@ describe("the REST paths", () => {
     });
     expect(filtered).toMatchObject({
       status: 201,
-      json: { filter: { country: ["BR", "US"], premium: [true], tier: [1] }, max_delivery_attempts: 3, backoff_min_seconds: 1, backoff_max_seconds: 10 },
+      json: {
+        filter: { country: ["BR", "US"], premium: [true], tier: [1] },
+        max_delivery_attempts: 3,
+        backoff_min_seconds: 1,
+        backoff_max_seconds: 10,
+      },
     });
     expect(await call("POST", "/subscriptions", { id: `${id}-x`, topic_id: `${topicId}-x` })).toMatchObject({
       status: 404,

@@ -1,9 +1,9 @@
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectCode } from "../support/expect-code.ts";
+import { uniqueId } from "../support/ids.ts";
 import { type Api, createApi, protocols } from "../support/protocols.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
-import { uniqueId } from "../support/ids.ts";
 
 let server: TestServer;
 beforeAll(async () => {

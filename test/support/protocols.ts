@@ -53,8 +53,9 @@ function withHeaders<C extends object>(client: C, headers: Record<string, string
   if (Object.keys(headers).length === 0) return client;
   return new Proxy(client, {
     get(target, name) {
-      const method = Reflect.get(target, name) as (request: unknown, options?: { headers?: HeadersInit }) => unknown;
-      return (request: unknown, options: { headers?: HeadersInit } = {}) => method(request, { ...options, headers: { ...headers, ...options.headers } });
+      const method = Reflect.get(target, name) as (request: unknown, options?: { headers?: Record<string, string> }) => unknown;
+      return (request: unknown, options: { headers?: Record<string, string> } = {}) =>
+        method(request, { ...options, headers: { ...headers, ...options.headers } });
     },
   });
 }

@@ -68,7 +68,7 @@ export function createRestClient<S extends DescService>(service: S, baseUrl: str
 async function callRest(method: DescMethod, baseUrl: string, headers: Record<string, string>, init: object) {
   const call = calls[method.name];
   if (!call) throw new Error(`no REST call for ${method.name}`);
-  const request = toJson(method.input, create(method.input, init), { useProtoFieldName: true }) as JsonObject;
+  const request = toJson(method.input, create(method.input, init as Record<string, unknown>), { useProtoFieldName: true }) as JsonObject;
   const pathFields = [...call.path.matchAll(/\{(\w+)\}/g)].map((match) => match[1]);
   const path = call.path.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(String(request[name] ?? "")));
   const url = new URL(path, baseUrl);

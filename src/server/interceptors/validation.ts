@@ -49,7 +49,8 @@ function checkFromRules(field: DescField, fieldRules: FieldRules): Check {
   }
   if (fieldRules.min !== undefined || fieldRules.max !== undefined) {
     const { min = -Infinity, max = Infinity } = fieldRules;
-    const range = fieldRules.max === undefined ? `at least ${min}` : fieldRules.min === undefined ? `at most ${max}` : `between ${min} and ${max}`;
+    const range =
+      fieldRules.max === undefined ? `at least ${min}` : fieldRules.min === undefined ? `at most ${max}` : `between ${min} and ${max}`;
     checks.push((value) => (value === undefined || (Number(value) >= min && Number(value) <= max) ? undefined : `must be ${range}`));
   }
   const format: Check = formatChecks[fieldRules.format] ?? (() => undefined);

@@ -64,7 +64,10 @@ export type RouteMatch = { route: RestRoute; params: Map<DescField, string> } | 
 
 /** Finds the route of a method and path; a trailing slash is ignored. */
 export function matchRoute(routes: readonly RestRoute[], verb: string, path: string): RouteMatch {
-  const parts = path.replace(/(.)\/$/, "$1").split("/").slice(1);
+  const parts = path
+    .replace(/(.)\/$/, "$1")
+    .split("/")
+    .slice(1);
   let pathMatched = false;
   for (const route of routes) {
     const params = matchSegments(route.segments, parts);

@@ -1,6 +1,6 @@
-import { startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { migrate } from "../../src/db/migrate.ts";
 import { FastpubsubCommand } from "../command.ts";
+import { withDatabase } from "../database.ts";
 
 export default class DbMigrate extends FastpubsubCommand {
   static override summary = "Apply the pending database migrations.";
@@ -11,15 +11,8 @@ export default class DbMigrate extends FastpubsubCommand {
   async run() {
     const { config, logger } = this.setup();
     logger.info("Starting db-migrate command");
-    const embedded = config.databaseUrl
-      ? undefined
-      : await startEmbeddedPostgres({ baseDir: config.embeddedDataDir, port: config.embeddedPort, logger });
-    try {
-      const applied = await migrate(config.databaseUrl ?? embedded?.url ?? "");
-      logger.info(applied.length > 0 ? "applied migrations" : "database is up to date", { versions: applied });
-    } finally {
-      await embedded?.stop();
-    }
+    const applied = await withDatabase(config, logger, (_, url) => migrate(url));
+    logger.info(applied.length > 0 ? "applied migrations" : "database is up to date", { versions: applied });
     logger.info("Finishing db-migrate command");
   }
 }

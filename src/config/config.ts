@@ -51,6 +51,9 @@ const Env = z
     FASTPUBSUB_AUTH_ACCESS_TOKEN_EXPIRE_MINUTES: integer(1).default(30),
     FASTPUBSUB_CLEANUP_ACKED_MESSAGES_OLDER_THAN_SECONDS: integer(1).default(3600),
     FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS: integer(1).default(60),
+    FASTPUBSUB_CLEANUP_ACKED_MESSAGES_INTERVAL_SECONDS: integer(0).default(60),
+    FASTPUBSUB_CLEANUP_STUCK_MESSAGES_INTERVAL_SECONDS: integer(0).default(10),
+    FASTPUBSUB_MAINTENANCE_INTERVAL_SECONDS: integer(0).default(30),
     FASTPUBSUB_EMBEDDED_DATA_DIR: z.string().min(1).default(".fastpubsub"),
     FASTPUBSUB_EMBEDDED_PORT: integer(1).max(65535, { error: "must be at most 65535" }).default(54329),
   })
@@ -105,6 +108,9 @@ function configFromEnv(env: z.output<typeof Env>) {
     authAccessTokenExpireMinutes: env.FASTPUBSUB_AUTH_ACCESS_TOKEN_EXPIRE_MINUTES,
     cleanupAckedMessagesOlderThanSeconds: env.FASTPUBSUB_CLEANUP_ACKED_MESSAGES_OLDER_THAN_SECONDS,
     cleanupStuckMessagesLockTimeoutSeconds: env.FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS,
+    cleanupAckedMessagesIntervalSeconds: env.FASTPUBSUB_CLEANUP_ACKED_MESSAGES_INTERVAL_SECONDS,
+    cleanupStuckMessagesIntervalSeconds: env.FASTPUBSUB_CLEANUP_STUCK_MESSAGES_INTERVAL_SECONDS,
+    maintenanceIntervalSeconds: env.FASTPUBSUB_MAINTENANCE_INTERVAL_SECONDS,
     embeddedDataDir: env.FASTPUBSUB_EMBEDDED_DATA_DIR,
     embeddedPort: env.FASTPUBSUB_EMBEDDED_PORT,
   };

@@ -1,8 +1,9 @@
 import type { Config } from "../config/config.ts";
+import { openDatabase } from "../db/database.ts";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../db/embedded.ts";
 import { migrate } from "../db/migrate.ts";
-import { createDatabasePool } from "../db/pool.ts";
 import type { Logger } from "../logger.ts";
+import { startMaintenance } from "../services/maintenance.ts";
 import { createRoutes } from "../services/routes.ts";
 import { createRequestHandler } from "./handler.ts";
 import { createErrorInterceptor } from "./interceptors/errors.ts";
@@ -35,24 +36,27 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   try {
     const applied = await migrate(databaseUrl);
     if (applied.length > 0) logger.info("applied migrations", { versions: applied });
-    const db = await createDatabasePool(databaseUrl, {
-      maxPoolSize: config.databasePoolSize + config.databaseMaxOverflow,
+    const db = await openDatabase(databaseUrl, {
+      poolSize: config.databasePoolSize,
+      maxOverflow: config.databaseMaxOverflow,
       echo: config.databaseEcho ? logger : undefined,
     });
     const handler = createRequestHandler({
       routes: createRoutes(db, config),
       interceptors: [createErrorInterceptor(logger), createValidationInterceptor()],
-      db,
+      db: db.pool,
       logger,
       corsOrigins: config.apiCorsOrigins,
       readMaxBytes,
     });
     const listener = await listen(handler, config.apiHost, config.apiPort);
+    const stopMaintenance = startMaintenance(db.pool, config, logger);
     logger.info("fastpubsub is serving", { url: listener.url, embedded_database: embedded !== undefined });
     return {
       url: listener.url,
       async close() {
         await listener.close();
+        await stopMaintenance();
         await db.end();
         await embedded?.stop();
       },

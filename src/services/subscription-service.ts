@@ -1,9 +1,11 @@
-import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
-import { timestampFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
+import { create, fromJson, type JsonObject, type JsonValue, toJson } from "@bufbuild/protobuf";
+import { timestampFromDate, timestampFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { SubscriptionSchema, type SubscriptionService } from "../../gen/fastpubsub/v1/subscription_service_pb.ts";
+import { MessageSchema, SubscriptionSchema, type SubscriptionService } from "../../gen/fastpubsub/v1/subscription_service_pb.ts";
 import type { Config } from "../config/config.ts";
-import type { DatabasePool } from "../db/pool.ts";
+import type { Database } from "../db/database.ts";
+import { messageIdFromUuid, messageUuid } from "../db/message-ids.ts";
+import * as messages from "../db/messages.ts";
 import * as subscriptions from "../db/subscriptions.ts";
 import { pageOf } from "./page.ts";
 
@@ -20,40 +22,98 @@ export function subscriptionFromRow(row: subscriptions.SubscriptionRow) {
   });
 }
 
-type Defaults = Pick<Config, "subscriptionMaxAttempts" | "subscriptionBackoffMinSeconds" | "subscriptionBackoffMaxSeconds">;
+/** Converts a message row into the API's Message, its bigint id shown as a UUID. */
+export function messageFromRow(subscriptionId: string, row: { id: string; payload: unknown; delivery_attempts: number; created_at: Date }) {
+  return create(MessageSchema, {
+    id: messageUuid(row.id, row.created_at),
+    subscriptionId,
+    payload: row.payload as JsonObject,
+    deliveryAttempts: row.delivery_attempts,
+    createdAt: timestampFromDate(row.created_at),
+  });
+}
 
-/** Implements SubscriptionService over the database; unset delivery settings take the configured defaults. */
-export function createSubscriptionService(db: DatabasePool, defaults: Defaults): Partial<ServiceImpl<typeof SubscriptionService>> {
+/** The bigint ids of message UUIDs; UUIDs that no message can have are left out. */
+function messageIds(uuids: readonly string[]) {
+  return uuids.map(messageIdFromUuid).filter((id) => id !== undefined);
+}
+
+const countMax = 0xffff_ffff;
+const count = (value: bigint) => Number(value > BigInt(countMax) ? BigInt(countMax) : value);
+
+type Settings = Pick<
+  Config,
+  "subscriptionMaxAttempts" | "subscriptionBackoffMinSeconds" | "subscriptionBackoffMaxSeconds" | "cleanupStuckMessagesLockTimeoutSeconds"
+>;
+
+/**
+ * Implements SubscriptionService over the database: unset delivery settings
+ * take the configured defaults, and a delivery stays live (ackable) for
+ * FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS.
+ */
+export function createSubscriptionService(db: Database, settings: Settings): ServiceImpl<typeof SubscriptionService> {
+  const lockTimeout = settings.cleanupStuckMessagesLockTimeoutSeconds;
   return {
     async createSubscription(request) {
-      const backoffMinSeconds = request.backoffMinSeconds ?? defaults.subscriptionBackoffMinSeconds;
-      const backoffMaxSeconds = request.backoffMaxSeconds ?? defaults.subscriptionBackoffMaxSeconds;
+      const backoffMinSeconds = request.backoffMinSeconds ?? settings.subscriptionBackoffMinSeconds;
+      const backoffMaxSeconds = request.backoffMaxSeconds ?? settings.subscriptionBackoffMaxSeconds;
       if (backoffMinSeconds > backoffMaxSeconds) {
         throw new ConnectError(
           `backoff_min_seconds (${backoffMinSeconds}) must not be greater than backoff_max_seconds (${backoffMaxSeconds})`,
           Code.InvalidArgument,
         );
       }
-      const row = await subscriptions.createSubscription(db, {
+      const row = await subscriptions.createSubscription(db.pool, {
         id: request.id,
         topicId: request.topicId,
         filter: request.filter ? toJson(ValueSchema, request.filter) : null,
-        maxDeliveryAttempts: request.maxDeliveryAttempts ?? defaults.subscriptionMaxAttempts,
+        maxDeliveryAttempts: request.maxDeliveryAttempts ?? settings.subscriptionMaxAttempts,
         backoffMinSeconds,
         backoffMaxSeconds,
       });
       return subscriptionFromRow(row);
     },
     async getSubscription(request) {
-      return subscriptionFromRow(await subscriptions.getSubscription(db, request.id));
+      return subscriptionFromRow(await subscriptions.getSubscription(db.pool, request.id));
     },
     async listSubscriptions(request) {
       const { offset, limit } = pageOf(request);
-      return { data: (await subscriptions.listSubscriptions(db, offset, limit)).map(subscriptionFromRow) };
+      return { data: (await subscriptions.listSubscriptions(db.pool, offset, limit)).map(subscriptionFromRow) };
     },
     async deleteSubscription(request) {
-      await subscriptions.deleteSubscription(db, request.id);
+      await subscriptions.deleteSubscription(db.pool, request.id);
       return {};
+    },
+    async consumeMessages(request) {
+      const rows = await messages.consumeMessages(db.queue, request.subscriptionId, request.consumerId, request.batchSize ?? 10);
+      return { data: rows.map((row) => messageFromRow(request.subscriptionId, row)) };
+    },
+    async ackMessages(request) {
+      await messages.ackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), lockTimeout);
+      return {};
+    },
+    async nackMessages(request) {
+      await messages.nackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), lockTimeout);
+      return {};
+    },
+    async listDlqMessages(request) {
+      const { offset, limit } = pageOf(request);
+      const rows = await messages.listDlqMessages(db.pool, request.subscriptionId, offset, limit);
+      return { data: rows.map((row) => messageFromRow(request.subscriptionId, { ...row, created_at: new Date(row.created_at) })) };
+    },
+    async reprocessDlqMessages(request) {
+      await messages.reprocessDlqMessages(db.pool, request.subscriptionId, messageIds(request.messageIds));
+      return {};
+    },
+    async getSubscriptionMetrics(request) {
+      const metrics = await messages.getSubscriptionMetrics(db.pool, request.subscriptionId);
+      return {
+        subscriptionId: request.subscriptionId,
+        available: count(metrics.available),
+        delivered: count(metrics.delivered),
+        acked: count(metrics.acked),
+        dlq: count(metrics.dlq),
+      };
     },
   };
 }

@@ -2,7 +2,8 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { TopicSchema, type TopicService } from "../../gen/fastpubsub/v1/topic_service_pb.ts";
-import type { DatabasePool } from "../db/pool.ts";
+import type { Database } from "../db/database.ts";
+import * as messages from "../db/messages.ts";
 import * as topics from "../db/topics.ts";
 import { pageOf } from "./page.ts";
 
@@ -12,20 +13,24 @@ export function topicFromRow(row: topics.TopicRow) {
 }
 
 /** Implements TopicService over the database. */
-export function createTopicService(db: DatabasePool): Partial<ServiceImpl<typeof TopicService>> {
+export function createTopicService(db: Database): ServiceImpl<typeof TopicService> {
   return {
     async createTopic(request) {
-      return topicFromRow(await topics.createTopic(db, request.id));
+      return topicFromRow(await topics.createTopic(db.pool, request.id));
     },
     async getTopic(request) {
-      return topicFromRow(await topics.getTopic(db, request.id));
+      return topicFromRow(await topics.getTopic(db.pool, request.id));
     },
     async listTopics(request) {
       const { offset, limit } = pageOf(request);
-      return { data: (await topics.listTopics(db, offset, limit)).map(topicFromRow) };
+      return { data: (await topics.listTopics(db.pool, offset, limit)).map(topicFromRow) };
     },
     async deleteTopic(request) {
-      await topics.deleteTopic(db, request.id);
+      await topics.deleteTopic(db.pool, request.id);
+      return {};
+    },
+    async publishMessages(request) {
+      await messages.publishMessages(db.queue, request.topicId, request.messages);
       return {};
     },
   };

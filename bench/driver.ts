@@ -1,0 +1,33 @@
+import type { JsonObject } from "@bufbuild/protobuf";
+
+/** A subscription of a benchmark scenario. */
+export interface BenchSubscription {
+  id: string;
+  filter: JsonObject | null;
+}
+
+/** Publishes batches of messages to the scenario's topic, over one connection. */
+export interface Publisher {
+  publish(messages: JsonObject[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Consumes and acknowledges the messages of one subscription, over one connection. */
+export interface Consumer {
+  /** Locks up to `batchSize` messages and returns their ids and payloads. */
+  consume(batchSize: number): Promise<{ id: string; payload?: unknown }[]>;
+  ack(ids: string[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** One way of doing the scenario's durable work: raw SQL, REST or gRPC. */
+export interface Driver {
+  name: string;
+  /** Creates the topic and subscriptions, empty. */
+  setup(topic: string, subscriptions: BenchSubscription[]): Promise<void>;
+  publisher(): Promise<Publisher>;
+  consumer(subscriptionId: string): Promise<Consumer>;
+  /** Counts the rows the scenario left in its tables, dead ones included, to show bloat. */
+  deadTuples?(): Promise<number>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,181 @@
+/**
+ * The fastpubsub benchmark: `npm run bench -- [options]`. Runs each scenario
+ * against the raw-SQL baseline and against a fastpubsub server over REST and
+ * gRPC, in the same run on the same database, and prints msg/s with the ratio
+ * to the baseline (median of --runs runs).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import pg from "pg";
+import { createBaselineDriver } from "./baseline.ts";
+import type { Driver } from "./driver.ts";
+import { createGrpcDriver } from "./grpc.ts";
+import { createRestDriver } from "./rest.ts";
+import { fanOut, latency, pipeline, type Timing } from "./scenarios.ts";
+
+const { values: options } = parseArgs({
+  options: {
+    scenario: { type: "string", default: "all" },
+    targets: { type: "string", default: "baseline,rest,grpc" },
+    url: { type: "string" },
+    "database-url": { type: "string", default: process.env.FASTPUBSUB_BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/fastpubsub_bench" },
+    duration: { type: "string", default: "20" },
+    warmup: { type: "string", default: "5" },
+    runs: { type: "string", default: "3" },
+    "latency-messages": { type: "string", default: "2000" },
+    help: { type: "boolean", default: false },
+  },
+});
+
+if (options.help) {
+  process.stdout.write(`npm run bench -- [options]
+
+  --scenario A|A-unthrottled|B|C|all   what to run (default all)
+  --targets baseline,rest,grpc         what to run it against (default all three)
+  --url URL                            a running fastpubsub server; by default one is started on --database-url
+  --database-url URL                   the database of the baseline and of the started server
+                                       (default $FASTPUBSUB_BENCH_DATABASE_URL or postgresql://postgres@127.0.0.1:5432/fastpubsub_bench)
+  --duration S --warmup S              measured seconds after warm-up seconds (default 20 after 5)
+  --runs N                             runs per scenario and target; the median is reported (default 3)
+  --latency-messages N                 messages timed in scenario C (default 2000)
+`);
+  process.exit(0);
+}
+
+const databaseUrl = options["database-url"];
+const timing: Timing = { warmupMs: Number(options.warmup) * 1000, durationMs: Number(options.duration) * 1000 };
+const runs = Number(options.runs);
+const targets = options.targets.split(",");
+const scenarios = options.scenario === "all" ? ["A", "A-unthrottled", "B", "C"] : options.scenario.split(",");
+
+await ensureDatabase(databaseUrl);
+const server = options.url ? { url: options.url, child: undefined } : await startServer(databaseUrl);
+const rss = server.child ? watchRss(server.child) : undefined;
+
+const drivers: Record<string, () => Driver> = {
+  baseline: () => createBaselineDriver(databaseUrl),
+  rest: () => createRestDriver(server.url),
+  grpc: () => createGrpcDriver(server.url),
+};
+
+const scenarioRuns: Record<string, { metric: string; run: (driver: Driver) => Promise<Record<string, number>> }> = {
+  A: { metric: "delivered+acked msg/s", run: (driver) => pipeline(driver, timing, 2000) },
+  "A-unthrottled": { metric: "delivered+acked msg/s", run: (driver) => pipeline(driver, timing, Number.POSITIVE_INFINITY) },
+  B: { metric: "published msg/s", run: (driver) => fanOut(driver, timing) },
+  C: { metric: "p50 ms", run: (driver) => latency(driver, Number(options["latency-messages"])) },
+};
+
+console.log(`fastpubsub benchmark: ${server.url}, database ${new URL(databaseUrl).pathname.slice(1)}, ${runs} run(s) each`);
+for (const name of scenarios) {
+  const scenario = scenarioRuns[name];
+  if (!scenario) throw new Error(`unknown scenario ${name}`);
+  console.log(`\nscenario ${name}${name === "C" ? "" : `: ${options.duration} s after a ${options.warmup} s warm-up`}`);
+  let baseline: number | undefined;
+  for (const target of targets) {
+    const create = drivers[target];
+    if (!create) throw new Error(`unknown target ${target}`);
+    const results: Record<string, number>[] = [];
+    rss?.reset();
+    for (let n = 0; n < runs; n++) {
+      await vacuum(databaseUrl);
+      const driver = create();
+      try {
+        results.push(await scenario.run(driver));
+      } finally {
+        await driver.close();
+      }
+    }
+    const median = medianOf(results);
+    const value = median[scenario.metric] ?? 0;
+    if (target === "baseline") baseline = value;
+    const ratio = baseline && target !== "baseline" ? `  ${(value / baseline).toFixed(2)}× baseline` : "";
+    const details = Object.entries(median)
+      .map(([key, figure]) => `${key} ${format(figure)}`)
+      .join(", ");
+    const memory = rss && target !== "baseline" ? `, server RSS max ${rss.maxMb()} MB` : "";
+    console.log(`  ${target.padEnd(9)} ${details}${ratio}${memory}`);
+  }
+}
+
+server.child?.kill("SIGTERM");
+rss?.stop();
+
+function medianOf(results: Record<string, number>[]) {
+  const keys = Object.keys(results[0] ?? {});
+  return Object.fromEntries(
+    keys.map((key) => {
+      const sorted = results.map((result) => result[key] ?? 0).sort((a, b) => a - b);
+      return [key, sorted[Math.floor(sorted.length / 2)] ?? 0];
+    }),
+  );
+}
+
+function format(figure: number) {
+  return figure >= 100 ? Math.round(figure).toLocaleString("en-US") : figure.toFixed(2);
+}
+
+async function ensureDatabase(url: string) {
+  const target = new URL(url);
+  const name = target.pathname.slice(1);
+  target.pathname = "/postgres";
+  const client = new pg.Client({ connectionString: target.toString() });
+  await client.connect();
+  const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
+  if (rowCount === 0) await client.query(`CREATE DATABASE ${client.escapeIdentifier(name)}`);
+  await client.end();
+}
+
+/** Vacuums the tables of both systems, so that each run starts without the dead rows of the one before. */
+async function vacuum(url: string) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const { rows } = await client.query<{ relname: string }>(
+    "SELECT relname FROM pg_stat_user_tables WHERE relname IN ('messages', 'queue_counts', 'acked_counts', 'dead_letters', 'bench_messages')",
+  );
+  for (const { relname } of rows) await client.query(`VACUUM (ANALYZE) ${client.escapeIdentifier(relname)}`);
+  await client.end();
+}
+
+/** Starts `fastpubsub server` on the database, on a free port, and waits until it serves. */
+async function startServer(url: string): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [join(import.meta.dirname, "../cli/run.ts"), "server"], {
+    env: {
+      ...process.env,
+      FASTPUBSUB_DATABASE_URL: url,
+      FASTPUBSUB_API_HOST: "127.0.0.1",
+      FASTPUBSUB_API_PORT: "0",
+    },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let output = "";
+  const serverUrl = await new Promise<string>((resolve, reject) => {
+    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+      output += chunk;
+      const match = /"url":"([^"]+)"/.exec(output);
+      if (match?.[1]) resolve(match[1]);
+    });
+    child.once("exit", (code) => reject(new Error(`server exited with ${code}: ${output}`)));
+  });
+  return { url: serverUrl, child };
+}
+
+/** Samples the server's resident memory every 200 ms. */
+function watchRss(child: ChildProcess) {
+  let max = 0;
+  const timer = setInterval(() => {
+    try {
+      const status = readFileSync(`/proc/${child.pid}/status`, "utf8");
+      const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      max = Math.max(max, kb);
+    } catch {}
+  }, 200);
+  return {
+    reset: () => {
+      max = 0;
+    },
+    maxMb: () => Math.round(max / 1024),
+    stop: () => clearInterval(timer),
+  };
+}

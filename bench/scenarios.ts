@@ -1,0 +1,141 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { BenchSubscription, Driver } from "./driver.ts";
+import { eventPayload } from "./payload.ts";
+
+/** How long to measure, after how long a warm-up. */
+export interface Timing {
+  warmupMs: number;
+  durationMs: number;
+}
+
+const batchSize = 100;
+const topic = "bench";
+
+/** Counts events and wakes those waiting for the count to change. */
+class Counter {
+  value = 0;
+  private waiters: (() => void)[] = [];
+  add(n: number) {
+    this.value += n;
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+  changed() {
+    return new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+}
+
+/** Runs `loops` until `stop` resolves, and returns the counts taken at the start and end of the measured window. */
+async function measure(timing: Timing, counters: Record<string, Counter>, loops: ((running: () => boolean) => Promise<void>)[]) {
+  let running = true;
+  const done = Promise.all(loops.map((loop) => loop(() => running)));
+  await sleep(timing.warmupMs);
+  const start = Object.fromEntries(Object.entries(counters).map(([name, counter]) => [name, counter.value]));
+  const started = performance.now();
+  await sleep(timing.durationMs);
+  const seconds = (performance.now() - started) / 1000;
+  const rates = Object.fromEntries(
+    Object.entries(counters).map(([name, counter]) => [name, (counter.value - (start[name] ?? 0)) / seconds]),
+  );
+  running = false;
+  for (const counter of Object.values(counters)) counter.add(0);
+  await done;
+  return rates;
+}
+
+let sequence = 0;
+const batch = () => Array.from({ length: batchSize }, () => eventPayload(sequence++));
+
+/**
+ * Scenario A, the pipeline: one topic, one subscription, two publishers posting
+ * batches of 100 and two consumers pulling batches of 100 and acking them.
+ * With `backlog`, publishers pause while more than that many messages are unacked.
+ */
+export async function pipeline(driver: Driver, timing: Timing, backlog: number) {
+  await driver.setup(topic, [{ id: "bench-a", filter: null }]);
+  const published = new Counter();
+  const acked = new Counter();
+  const publisherLoop = async (running: () => boolean) => {
+    const publisher = await driver.publisher();
+    while (running()) {
+      if (published.value - acked.value > backlog) {
+        await acked.changed();
+        continue;
+      }
+      const messages = batch();
+      await publisher.publish(messages);
+      published.add(messages.length);
+    }
+    await publisher.close();
+  };
+  const consumerLoop = async (running: () => boolean) => {
+    const consumer = await driver.consumer("bench-a");
+    while (running()) {
+      const messages = await consumer.consume(batchSize);
+      if (messages.length === 0) {
+        await sleep(1);
+        continue;
+      }
+      await consumer.ack(messages.map((message) => message.id));
+      acked.add(messages.length);
+    }
+    await consumer.close();
+  };
+  const rates = await measure(timing, { published, acked }, [publisherLoop, publisherLoop, consumerLoop, consumerLoop]);
+  const dead = await driver.deadTuples?.();
+  return {
+    "delivered+acked msg/s": rates.acked ?? 0,
+    "published msg/s": rates.published ?? 0,
+    ...(dead === undefined ? {} : { "dead tuples": dead }),
+  };
+}
+
+/** Scenario B, fan-out: one topic, five subscriptions (one filtered on country BR or US), two publishers. */
+export async function fanOut(driver: Driver, timing: Timing) {
+  const subscriptions: BenchSubscription[] = [
+    { id: "bench-b1", filter: null },
+    { id: "bench-b2", filter: null },
+    { id: "bench-b3", filter: null },
+    { id: "bench-b4", filter: null },
+    { id: "bench-b5", filter: { country: ["BR", "US"] } },
+  ];
+  await driver.setup(topic, subscriptions);
+  const published = new Counter();
+  const routed = new Counter();
+  const publisherLoop = async (running: () => boolean) => {
+    const publisher = await driver.publisher();
+    while (running()) {
+      const messages = batch();
+      await publisher.publish(messages);
+      published.add(messages.length);
+      routed.add(messages.length * 4 + messages.filter((message) => message.country === "BR" || message.country === "US").length);
+    }
+    await publisher.close();
+  };
+  const rates = await measure(timing, { published, routed }, [publisherLoop, publisherLoop]);
+  return { "published msg/s": rates.published ?? 0, "routed rows/s": rates.routed ?? 0 };
+}
+
+/** Scenario C, latency: one message at a time, with a consumer polling for it; publish-to-receive times. */
+export async function latency(driver: Driver, count: number) {
+  await driver.setup(topic, [{ id: "bench-c", filter: null }]);
+  const publisher = await driver.publisher();
+  const consumer = await driver.consumer("bench-c");
+  const samples: number[] = [];
+  for (let n = 0; n < count + 50; n++) {
+    const sent = performance.now();
+    await publisher.publish([{ ...eventPayload(n), sent }]);
+    for (;;) {
+      const messages = await consumer.consume(10);
+      if (messages.length === 0) continue;
+      const received = performance.now();
+      await consumer.ack(messages.map((message) => message.id));
+      if (n >= 50) samples.push(received - sent);
+      break;
+    }
+  }
+  await publisher.close();
+  await consumer.close();
+  samples.sort((a, b) => a - b);
+  const percentile = (p: number) => samples[Math.min(samples.length - 1, Math.floor((p / 100) * samples.length))] ?? 0;
+  return { "p50 ms": percentile(50), "p99 ms": percentile(99) };
+}

@@ -1,0 +1,454 @@
+-- Messages: publish with filters, consume with locking, ack/nack with backoff,
+-- a dead-letter queue, exact counts without scans, and the cleanup work.
+--
+-- Layout (chosen with the benchmark, see DESIGN.md):
+-- * one row per message per subscription in `messages`, keyed by the
+--   subscription's internal bigint key and a bigint id from one sequence; the
+--   API shows the id as a UUID (see src/db/message-ids.ts);
+-- * payloads stored as `json`, the text as published: no jsonb conversion on the
+--   way in or out, and the filter reads only the keys it names;
+-- * an acked message is deleted at once; dead letters move to `dead_letters`;
+-- * counts are kept as appended deltas (`queue_counts`, `acked_counts`), so no
+--   hot-path statement updates a shared row, and the maintenance folds them up;
+-- * no foreign key from messages (a per-row check on the hot path): publish takes
+--   a shared advisory lock on its topic, and deleting a topic or subscription
+--   takes it exclusively before removing their messages.
+
+ALTER TABLE subscriptions ADD COLUMN key BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE;
+
+CREATE SEQUENCE message_ids CACHE 100;
+
+CREATE TABLE messages (
+    subscription_key BIGINT NOT NULL,
+    id BIGINT NOT NULL DEFAULT nextval('message_ids'),
+    payload JSON NOT NULL,
+    delivery_attempts INTEGER NOT NULL DEFAULT 0,
+    available_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    locked_at TIMESTAMPTZ,
+    consumer_id TEXT,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (subscription_key, id)
+);
+
+-- Ready messages in the order consume takes them.
+CREATE INDEX messages_ready_idx ON messages (subscription_key, available_at) WHERE locked_at IS NULL;
+-- Deliveries, for finding the ones whose lock expired.
+CREATE INDEX messages_locked_idx ON messages (locked_at) WHERE locked_at IS NOT NULL;
+
+CREATE TABLE dead_letters (
+    subscription_key BIGINT NOT NULL,
+    id BIGINT NOT NULL,
+    payload JSON NOT NULL,
+    delivery_attempts INTEGER NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    dead_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (subscription_key, id)
+);
+
+CREATE INDEX dead_letters_created_at_idx ON dead_letters (subscription_key, created_at, id);
+
+-- Changes to a subscription's available, delivered and dead-lettered counts.
+CREATE TABLE queue_counts (
+    subscription_key BIGINT NOT NULL,
+    available BIGINT NOT NULL DEFAULT 0,
+    delivered BIGINT NOT NULL DEFAULT 0,
+    dlq BIGINT NOT NULL DEFAULT 0
+);
+
+CREATE INDEX queue_counts_subscription_key_idx ON queue_counts (subscription_key);
+
+-- Acknowledgements, counted per call until cleanup_acked_messages drops them.
+CREATE TABLE acked_counts (
+    subscription_key BIGINT NOT NULL,
+    acked_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    acked BIGINT NOT NULL
+);
+
+CREATE INDEX acked_counts_subscription_key_idx ON acked_counts (subscription_key, acked_at);
+
+-- subscription_for_messages returns the subscription a message RPC names, or raises FP404.
+CREATE FUNCTION subscription_for_messages(p_subscription_id TEXT)
+RETURNS subscriptions
+LANGUAGE plpgsql
+STABLE
+AS $$
+DECLARE
+    v_subscription subscriptions;
+BEGIN
+    SELECT * INTO v_subscription FROM subscriptions WHERE id = p_subscription_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'Subscription not found' USING ERRCODE = 'FP404';
+    END IF;
+    RETURN v_subscription;
+END;
+$$;
+
+-- filter_matches tells whether a payload passes a subscription filter: for every
+-- key the payload has, its value's text must equal one of the key's values' text.
+CREATE FUNCTION filter_matches(p_filter JSONB, p_payload JSON)
+RETURNS BOOLEAN
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+    SELECT p_filter IS NULL OR NOT EXISTS (
+        SELECT 1
+        FROM jsonb_each(p_filter) AS f (key, allowed)
+        WHERE p_payload ->> f.key IS NOT NULL
+          AND NOT (p_payload ->> f.key = ANY (ARRAY(SELECT jsonb_array_elements_text(f.allowed))))
+    );
+$$;
+
+-- publish_messages routes each payload of a JSON array to every subscription of
+-- the topic whose filter it matches; raises FP404 for a missing topic. Returns
+-- the number of rows routed.
+CREATE FUNCTION publish_messages(p_topic_id TEXT, p_messages JSON)
+RETURNS INTEGER
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_routed INTEGER;
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(hashtextextended(p_topic_id, 0));
+    PERFORM 1 FROM topics WHERE id = p_topic_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'Topic not found' USING ERRCODE = 'FP404';
+    END IF;
+    WITH routed AS (
+        INSERT INTO messages (subscription_key, payload)
+        SELECT s.key, m.payload
+        FROM subscriptions AS s
+        CROSS JOIN json_array_elements(p_messages) WITH ORDINALITY AS m (payload, position)
+        WHERE s.topic_id = p_topic_id
+          AND (s.filter IS NULL OR filter_matches(s.filter, m.payload))
+        ORDER BY s.key, m.position
+        RETURNING subscription_key
+    ),
+    counted AS (
+        INSERT INTO queue_counts (subscription_key, available)
+        SELECT subscription_key, count(*) FROM routed GROUP BY subscription_key
+        RETURNING available
+    )
+    SELECT coalesce(sum(available), 0) INTO v_routed FROM counted;
+    RETURN v_routed;
+END;
+$$;
+
+-- consume_messages locks up to p_batch_size ready messages of a subscription to
+-- one consumer, oldest first, skipping those other consumers hold, and counts a
+-- delivery attempt for each; raises FP404 for a missing subscription.
+CREATE FUNCTION consume_messages(p_subscription_id TEXT, p_consumer_id TEXT, p_batch_size INTEGER)
+RETURNS TABLE (id BIGINT, payload JSON, delivery_attempts INTEGER, created_at TIMESTAMPTZ)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_key BIGINT := (subscription_for_messages(p_subscription_id)).key;
+BEGIN
+    RETURN QUERY
+    WITH picked AS (
+        SELECT m.id
+        FROM messages AS m
+        WHERE m.subscription_key = v_key AND m.locked_at IS NULL AND m.available_at <= now()
+        ORDER BY m.available_at
+        LIMIT p_batch_size
+        FOR UPDATE SKIP LOCKED
+    ),
+    delivered AS (
+        UPDATE messages AS m
+        SET locked_at = now(), consumer_id = p_consumer_id, delivery_attempts = m.delivery_attempts + 1
+        FROM picked
+        WHERE m.subscription_key = v_key AND m.id = picked.id
+        RETURNING m.id, m.payload, m.delivery_attempts, m.created_at
+    ),
+    counted AS (
+        INSERT INTO queue_counts (subscription_key, available, delivered)
+        SELECT v_key, -count(*), count(*) FROM delivered HAVING count(*) > 0
+    )
+    SELECT d.id, d.payload, d.delivery_attempts, d.created_at FROM delivered AS d ORDER BY d.id;
+END;
+$$;
+
+-- ack_messages deletes the given messages that are delivered to a live consumer
+-- (locked less than p_lock_timeout_seconds ago) and counts them as acked; other
+-- ids change nothing. Raises FP404 for a missing subscription.
+CREATE FUNCTION ack_messages(p_subscription_id TEXT, p_message_ids BIGINT[], p_lock_timeout_seconds INTEGER)
+RETURNS INTEGER
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_key BIGINT := (subscription_for_messages(p_subscription_id)).key;
+    v_acked INTEGER;
+BEGIN
+    WITH acked AS (
+        DELETE FROM messages
+        WHERE subscription_key = v_key
+          AND id = ANY (p_message_ids)
+          AND locked_at > now() - make_interval(secs => p_lock_timeout_seconds)
+        RETURNING 1
+    ),
+    counted AS (
+        INSERT INTO queue_counts (subscription_key, delivered)
+        SELECT v_key, -count(*) FROM acked HAVING count(*) > 0
+    ),
+    logged AS (
+        INSERT INTO acked_counts (subscription_key, acked)
+        SELECT v_key, count(*) FROM acked HAVING count(*) > 0
+        RETURNING acked
+    )
+    SELECT coalesce(sum(acked), 0) INTO v_acked FROM logged;
+    RETURN v_acked;
+END;
+$$;
+
+-- release_deliveries ends deliveries that failed: each message goes to the
+-- dead-letter queue once it has used up the subscription's attempts, else
+-- becomes available again after min(backoff_max, backoff_min * 2^attempts)
+-- seconds. Returns the number of messages released.
+CREATE FUNCTION release_deliveries(p_subscription subscriptions, p_message_ids BIGINT[])
+RETURNS INTEGER
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_released INTEGER;
+BEGIN
+    WITH failed AS (
+        SELECT m.id, m.delivery_attempts >= p_subscription.max_delivery_attempts AS dead
+        FROM messages AS m
+        WHERE m.subscription_key = p_subscription.key AND m.id = ANY (p_message_ids) AND m.locked_at IS NOT NULL
+        FOR UPDATE
+    ),
+    buried AS (
+        DELETE FROM messages AS m
+        USING failed AS f
+        WHERE m.subscription_key = p_subscription.key AND m.id = f.id AND f.dead
+        RETURNING m.subscription_key, m.id, m.payload, m.delivery_attempts, m.created_at
+    ),
+    moved AS (
+        INSERT INTO dead_letters (subscription_key, id, payload, delivery_attempts, created_at)
+        SELECT * FROM buried
+    ),
+    retried AS (
+        UPDATE messages AS m
+        SET locked_at = NULL,
+            consumer_id = NULL,
+            available_at = now() + make_interval(secs => least(
+                p_subscription.backoff_max_seconds::DOUBLE PRECISION,
+                p_subscription.backoff_min_seconds * power(2, least(m.delivery_attempts, 62))
+            ))
+        FROM failed AS f
+        WHERE m.subscription_key = p_subscription.key AND m.id = f.id AND NOT f.dead
+        RETURNING 1
+    ),
+    counts AS (
+        SELECT (SELECT count(*) FROM retried) AS retried, (SELECT count(*) FROM buried) AS buried
+    ),
+    counted AS (
+        INSERT INTO queue_counts (subscription_key, available, delivered, dlq)
+        SELECT p_subscription.key, retried, -(retried + buried), buried FROM counts WHERE retried + buried > 0
+    )
+    SELECT retried + buried INTO v_released FROM counts;
+    RETURN v_released;
+END;
+$$;
+
+-- nack_messages releases the given messages that are delivered to a live
+-- consumer, as failed deliveries; other ids change nothing. Raises FP404 for a
+-- missing subscription.
+CREATE FUNCTION nack_messages(p_subscription_id TEXT, p_message_ids BIGINT[], p_lock_timeout_seconds INTEGER)
+RETURNS INTEGER
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_subscription subscriptions := subscription_for_messages(p_subscription_id);
+BEGIN
+    RETURN release_deliveries(v_subscription, ARRAY(
+        SELECT id FROM messages
+        WHERE subscription_key = v_subscription.key
+          AND id = ANY (p_message_ids)
+          AND locked_at > now() - make_interval(secs => p_lock_timeout_seconds)
+    ));
+END;
+$$;
+
+-- list_dlq_messages returns a page of a subscription's dead letters, oldest first.
+CREATE FUNCTION list_dlq_messages(p_subscription_id TEXT, p_offset INTEGER, p_limit INTEGER)
+RETURNS TABLE (id BIGINT, payload JSON, delivery_attempts INTEGER, created_at TIMESTAMPTZ)
+LANGUAGE plpgsql
+STABLE
+AS $$
+DECLARE
+    v_key BIGINT := (subscription_for_messages(p_subscription_id)).key;
+BEGIN
+    RETURN QUERY
+    SELECT d.id, d.payload, d.delivery_attempts, d.created_at
+    FROM dead_letters AS d
+    WHERE d.subscription_key = v_key
+    ORDER BY d.created_at, d.id
+    OFFSET p_offset
+    LIMIT p_limit;
+END;
+$$;
+
+-- reprocess_dlq_messages moves the given dead letters back to the queue, ready
+-- now, with their delivery attempts reset; other ids change nothing.
+CREATE FUNCTION reprocess_dlq_messages(p_subscription_id TEXT, p_message_ids BIGINT[])
+RETURNS INTEGER
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_key BIGINT := (subscription_for_messages(p_subscription_id)).key;
+    v_revived INTEGER;
+BEGIN
+    WITH revived AS (
+        DELETE FROM dead_letters
+        WHERE subscription_key = v_key AND id = ANY (p_message_ids)
+        RETURNING subscription_key, id, payload, created_at
+    ),
+    queued AS (
+        INSERT INTO messages (subscription_key, id, payload, created_at)
+        SELECT subscription_key, id, payload, created_at FROM revived
+        RETURNING 1
+    ),
+    counted AS (
+        INSERT INTO queue_counts (subscription_key, available, dlq)
+        SELECT v_key, count(*), -count(*) FROM queued HAVING count(*) > 0
+        RETURNING available
+    )
+    SELECT coalesce(sum(available), 0) INTO v_revived FROM counted;
+    RETURN v_revived;
+END;
+$$;
+
+-- get_subscription_metrics counts a subscription's messages by state from the
+-- count deltas, without reading the messages.
+CREATE FUNCTION get_subscription_metrics(p_subscription_id TEXT)
+RETURNS TABLE (available BIGINT, delivered BIGINT, acked BIGINT, dlq BIGINT)
+LANGUAGE plpgsql
+STABLE
+AS $$
+DECLARE
+    v_key BIGINT := (subscription_for_messages(p_subscription_id)).key;
+BEGIN
+    RETURN QUERY
+    SELECT
+        coalesce(sum(q.available), 0)::BIGINT,
+        coalesce(sum(q.delivered), 0)::BIGINT,
+        (SELECT coalesce(sum(a.acked), 0) FROM acked_counts AS a WHERE a.subscription_key = v_key)::BIGINT,
+        coalesce(sum(q.dlq), 0)::BIGINT
+    FROM queue_counts AS q
+    WHERE q.subscription_key = v_key;
+END;
+$$;
+
+-- cleanup_stuck_messages releases, as failed deliveries, the messages locked
+-- longer than p_lock_timeout_seconds; safe to run from several servers at once.
+-- Returns the number released.
+CREATE FUNCTION cleanup_stuck_messages(p_lock_timeout_seconds INTEGER)
+RETURNS INTEGER
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_stuck RECORD;
+    v_released INTEGER := 0;
+BEGIN
+    FOR v_stuck IN
+        SELECT s AS subscription, array_agg(stuck.id) AS ids
+        FROM (
+            SELECT m.subscription_key, m.id
+            FROM messages AS m
+            WHERE m.locked_at IS NOT NULL AND m.locked_at <= now() - make_interval(secs => p_lock_timeout_seconds)
+            FOR UPDATE SKIP LOCKED
+        ) AS stuck
+        JOIN subscriptions AS s ON s.key = stuck.subscription_key
+        GROUP BY s
+    LOOP
+        v_released := v_released + release_deliveries(v_stuck.subscription, v_stuck.ids);
+    END LOOP;
+    RETURN v_released;
+END;
+$$;
+
+-- cleanup_acked_messages forgets the acknowledgements older than
+-- p_older_than_seconds, so they no longer count as acked. Returns how many it forgot.
+CREATE FUNCTION cleanup_acked_messages(p_older_than_seconds INTEGER)
+RETURNS BIGINT
+LANGUAGE sql
+AS $$
+    WITH forgotten AS (
+        DELETE FROM acked_counts
+        WHERE acked_at < now() - make_interval(secs => p_older_than_seconds)
+        RETURNING acked
+    )
+    SELECT coalesce(sum(acked), 0)::BIGINT FROM forgotten;
+$$;
+
+-- compact_counts folds each subscription's count deltas into one row, and its
+-- acknowledgements into one row per minute. Safe to run from several servers at once.
+CREATE FUNCTION compact_counts()
+RETURNS VOID
+LANGUAGE sql
+AS $$
+    WITH folded AS (
+        DELETE FROM queue_counts RETURNING subscription_key, available, delivered, dlq
+    )
+    INSERT INTO queue_counts (subscription_key, available, delivered, dlq)
+    SELECT subscription_key, sum(available), sum(delivered), sum(dlq)
+    FROM folded
+    GROUP BY subscription_key;
+
+    WITH folded AS (
+        DELETE FROM acked_counts RETURNING subscription_key, acked_at, acked
+    )
+    INSERT INTO acked_counts (subscription_key, acked_at, acked)
+    SELECT subscription_key, max(acked_at), sum(acked)
+    FROM folded
+    GROUP BY subscription_key, date_trunc('minute', acked_at);
+$$;
+
+-- forget_subscriptions deletes the messages, dead letters and counts of the
+-- subscriptions with the given keys.
+CREATE FUNCTION forget_subscriptions(p_keys BIGINT[])
+RETURNS VOID
+LANGUAGE sql
+AS $$
+    DELETE FROM messages WHERE subscription_key = ANY (p_keys);
+    DELETE FROM dead_letters WHERE subscription_key = ANY (p_keys);
+    DELETE FROM queue_counts WHERE subscription_key = ANY (p_keys);
+    DELETE FROM acked_counts WHERE subscription_key = ANY (p_keys);
+$$;
+
+-- delete_topic deletes a topic with its subscriptions and their messages, or raises FP404.
+CREATE OR REPLACE FUNCTION delete_topic(p_id TEXT)
+RETURNS VOID
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_id, 0));
+    PERFORM forget_subscriptions(ARRAY(SELECT key FROM subscriptions WHERE topic_id = p_id));
+    DELETE FROM topics WHERE id = p_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'Topic not found' USING ERRCODE = 'FP404';
+    END IF;
+END;
+$$;
+
+-- delete_subscription deletes a subscription and its messages, or raises FP404.
+CREATE OR REPLACE FUNCTION delete_subscription(p_id TEXT)
+RETURNS VOID
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_subscription subscriptions;
+BEGIN
+    SELECT * INTO v_subscription FROM subscriptions WHERE id = p_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'Subscription not found' USING ERRCODE = 'FP404';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended(v_subscription.topic_id, 0));
+    DELETE FROM subscriptions WHERE id = p_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'Subscription not found' USING ERRCODE = 'FP404';
+    END IF;
+    PERFORM forget_subscriptions(ARRAY[v_subscription.key]);
+END;
+$$;

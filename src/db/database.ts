@@ -1,0 +1,52 @@
+import pg from "pg";
+import type { Logger } from "../logger.ts";
+import { createDatabasePool, type DatabasePool } from "./pool.ts";
+
+/**
+ * The server's connections to PostgreSQL: a slonik pool for typed queries, and
+ * a plain `pg` pool of prepared statements for the four hot-path RPCs, where
+ * slonik's per-query overhead would cost a noticeable share of throughput.
+ */
+export interface Database {
+  pool: DatabasePool;
+  queue: QueueClient;
+  end(): Promise<void>;
+}
+
+/** Runs a prepared statement of the message hot path. */
+export interface QueueClient {
+  query<R extends pg.QueryResultRow>(config: { name: string; text: string; values: unknown[] }): Promise<pg.QueryResult<R>>;
+  /** The plain pool, for its counters. */
+  readonly raw: pg.Pool;
+}
+
+/** Connection settings, from FASTPUBSUB_DATABASE_*. */
+export interface DatabaseOptions {
+  poolSize: number;
+  maxOverflow: number;
+  echo?: Logger;
+}
+
+/** Opens both pools on one database. */
+export async function openDatabase(url: string, options: DatabaseOptions): Promise<Database> {
+  const maxPoolSize = options.poolSize + options.maxOverflow;
+  const pool = await createDatabasePool(url, { maxPoolSize, echo: options.echo });
+  const raw = new pg.Pool({ connectionString: url, max: maxPoolSize, idleTimeoutMillis: 30_000 });
+  // An idle client that loses its connection reports it here; the pool replaces it.
+  raw.on("error", () => {});
+  const echo = options.echo;
+  const queue: QueueClient = {
+    raw,
+    query(config) {
+      echo?.info("query", { sql: config.text, values: config.values });
+      return raw.query(config);
+    },
+  };
+  return {
+    pool,
+    queue,
+    async end() {
+      await Promise.all([pool.end(), raw.end()]);
+    },
+  };
+}

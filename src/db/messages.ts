@@ -1,0 +1,103 @@
+import type { JsonObject } from "@bufbuild/protobuf";
+import { sql } from "slonik";
+import { z } from "zod";
+import type { QueueClient } from "./database.ts";
+import type { DatabaseConnection } from "./pool.ts";
+
+/** A message as the message functions return it. */
+export interface MessageRow {
+  id: string;
+  payload: JsonObject;
+  delivery_attempts: number;
+  created_at: Date;
+}
+
+// The hot path runs named (prepared) statements on the plain pg pool.
+
+/** Routes a batch of payloads to the topic's subscriptions; FP404 for a missing topic. Returns the rows routed. */
+export async function publishMessages(queue: QueueClient, topicId: string, payloads: readonly JsonObject[]): Promise<number> {
+  const { rows } = await queue.query<{ routed: number }>({
+    name: "publish_messages",
+    text: "SELECT publish_messages($1, $2::json) AS routed",
+    values: [topicId, JSON.stringify(payloads)],
+  });
+  return rows[0]?.routed ?? 0;
+}
+
+/** Locks up to `batchSize` available messages of a subscription to one consumer; FP404 for a missing subscription. */
+export async function consumeMessages(queue: QueueClient, subscriptionId: string, consumerId: string, batchSize: number) {
+  const { rows } = await queue.query<MessageRow>({
+    name: "consume_messages",
+    text: "SELECT * FROM consume_messages($1, $2, $3)",
+    values: [subscriptionId, consumerId, batchSize],
+  });
+  return rows;
+}
+
+/** Acks the messages delivered to a live consumer; returns how many. */
+export async function ackMessages(queue: QueueClient, subscriptionId: string, ids: readonly string[], lockTimeoutSeconds: number) {
+  const { rows } = await queue.query<{ acked: number }>({
+    name: "ack_messages",
+    text: "SELECT ack_messages($1, $2::bigint[], $3) AS acked",
+    values: [subscriptionId, ids, lockTimeoutSeconds],
+  });
+  return rows[0]?.acked ?? 0;
+}
+
+/** Nacks the messages delivered to a live consumer; returns how many. */
+export async function nackMessages(queue: QueueClient, subscriptionId: string, ids: readonly string[], lockTimeoutSeconds: number) {
+  const { rows } = await queue.query<{ released: number }>({
+    name: "nack_messages",
+    text: "SELECT nack_messages($1, $2::bigint[], $3) AS released",
+    values: [subscriptionId, ids, lockTimeoutSeconds],
+  });
+  return rows[0]?.released ?? 0;
+}
+
+/** A dead letter as list_dlq_messages returns it. */
+const DeadLetterRow = z.object({
+  id: z.string(),
+  payload: z.record(z.string(), z.unknown()),
+  delivery_attempts: z.number(),
+  created_at: z.number(), // ms since epoch: slonik's timestamptz parser
+});
+
+/** Returns a page of a subscription's dead letters, oldest first. */
+export function listDlqMessages(db: DatabaseConnection, subscriptionId: string, offset: number, limit: number) {
+  return db.any(sql.type(DeadLetterRow)`
+    SELECT id::text, payload, delivery_attempts, created_at FROM list_dlq_messages(${subscriptionId}, ${offset}, ${limit})
+  `);
+}
+
+/** Moves dead letters back to the queue with their attempts reset; returns how many. */
+export function reprocessDlqMessages(db: DatabaseConnection, subscriptionId: string, ids: readonly string[]) {
+  return db.oneFirst(sql.type(z.object({ revived: z.number() }))`
+    SELECT reprocess_dlq_messages(${subscriptionId}, ${sql.array(ids, "int8")}) AS revived
+  `);
+}
+
+const MetricsRow = z.object({ available: z.bigint(), delivered: z.bigint(), acked: z.bigint(), dlq: z.bigint() });
+
+/** Counts a subscription's messages by state. */
+export function getSubscriptionMetrics(db: DatabaseConnection, subscriptionId: string) {
+  return db.one(sql.type(MetricsRow)`SELECT * FROM get_subscription_metrics(${subscriptionId})`);
+}
+
+/** Releases, as failed deliveries, the messages locked longer than `lockTimeoutSeconds`; returns how many. */
+export function cleanupStuckMessages(db: DatabaseConnection, lockTimeoutSeconds: number) {
+  return db.oneFirst(sql.type(z.object({ released: z.number() }))`
+    SELECT cleanup_stuck_messages(${lockTimeoutSeconds}) AS released
+  `);
+}
+
+/** Forgets acknowledgements older than `olderThanSeconds`; returns how many. */
+export function cleanupAckedMessages(db: DatabaseConnection, olderThanSeconds: number) {
+  return db.oneFirst(sql.type(z.object({ forgotten: z.bigint() }))`
+    SELECT cleanup_acked_messages(${olderThanSeconds}) AS forgotten
+  `);
+}
+
+/** Folds the count deltas. */
+export async function compactCounts(db: DatabaseConnection) {
+  await db.query(sql.unsafe`SELECT compact_counts()`);
+}

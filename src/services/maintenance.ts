@@ -1,0 +1,96 @@
+import { sql } from "slonik";
+import { z } from "zod";
+import type { Config } from "../config/config.ts";
+import * as messages from "../db/messages.ts";
+import type { DatabasePool } from "../db/pool.ts";
+import type { Logger } from "../logger.ts";
+
+// The tables that every message RPC writes to, and so leaves dead rows in.
+const hotTables = ["messages", "queue_counts", "acked_counts", "dead_letters"] as const;
+
+// Any constant works; it only has to be the same for every fastpubsub process.
+const maintenanceLockKey = 7_303_202_402;
+
+/**
+ * Folds the count deltas, then vacuums and analyzes each hot table with dead
+ * rows, because PostgreSQL may run with autovacuum off. Only one server at a
+ * time does it; the others skip. Returns the tables it vacuumed.
+ */
+export async function maintainTables(db: DatabasePool): Promise<string[]> {
+  return db.connect(async (connection) => {
+    const locked = await connection.oneFirst(sql.type(z.object({ locked: z.boolean() }))`
+      SELECT pg_try_advisory_lock(${maintenanceLockKey}) AS locked
+    `);
+    if (!locked) return [];
+    try {
+      await messages.compactCounts(connection);
+      const stale = await connection.anyFirst(sql.type(z.object({ relname: z.string() }))`
+        SELECT relname FROM pg_stat_user_tables
+        WHERE relname = ANY (${sql.array([...hotTables], "text")}) AND n_dead_tup > 1000 + 0.05 * n_live_tup
+      `);
+      for (const table of hotTables.filter((name) => stale.includes(name))) {
+        await connection.query(sql.unsafe`VACUUM (ANALYZE) ${sql.identifier([table])}`);
+      }
+      return hotTables.filter((name) => stale.includes(name));
+    } finally {
+      await connection.query(sql.unsafe`SELECT pg_advisory_unlock(${maintenanceLockKey})`);
+    }
+  });
+}
+
+type Settings = Pick<
+  Config,
+  | "cleanupAckedMessagesOlderThanSeconds"
+  | "cleanupAckedMessagesIntervalSeconds"
+  | "cleanupStuckMessagesLockTimeoutSeconds"
+  | "cleanupStuckMessagesIntervalSeconds"
+  | "maintenanceIntervalSeconds"
+>;
+
+/**
+ * Runs the cleanup commands and the table maintenance in the server on their
+ * intervals (0 switches one off), so that cron is optional. Returns a function
+ * that stops them and waits for a run in progress.
+ */
+export function startMaintenance(db: DatabasePool, settings: Settings, logger: Logger): () => Promise<void> {
+  const jobs: { name: string; seconds: number; run: () => Promise<unknown> }[] = [
+    {
+      name: "cleanup_stuck_messages",
+      seconds: settings.cleanupStuckMessagesIntervalSeconds,
+      run: async () => {
+        const released = await messages.cleanupStuckMessages(db, settings.cleanupStuckMessagesLockTimeoutSeconds);
+        if (released > 0) logger.info("released stuck messages", { released });
+      },
+    },
+    {
+      name: "cleanup_acked_messages",
+      seconds: settings.cleanupAckedMessagesIntervalSeconds,
+      run: async () => {
+        const forgotten = await messages.cleanupAckedMessages(db, settings.cleanupAckedMessagesOlderThanSeconds);
+        if (forgotten > 0n) logger.info("cleaned up acked messages", { forgotten: Number(forgotten) });
+      },
+    },
+    {
+      name: "maintenance",
+      seconds: settings.maintenanceIntervalSeconds,
+      run: async () => {
+        const vacuumed = await maintainTables(db);
+        if (vacuumed.length > 0) logger.debug("vacuumed", { tables: vacuumed });
+      },
+    },
+  ];
+  const running = new Set<Promise<unknown>>();
+  const timers = jobs
+    .filter((job) => job.seconds > 0)
+    .map((job) =>
+      setInterval(() => {
+        const run = job.run().catch((error: unknown) => logger.warning(`${job.name} failed`, { error: String(error) }));
+        running.add(run);
+        void run.finally(() => running.delete(run));
+      }, job.seconds * 1000).unref(),
+    );
+  return async () => {
+    for (const timer of timers) clearInterval(timer);
+    await Promise.all(running);
+  };
+}

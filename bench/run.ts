@@ -20,7 +20,10 @@ const { values: options } = parseArgs({
     scenario: { type: "string", default: "all" },
     targets: { type: "string", default: "baseline,rest,grpc" },
     url: { type: "string" },
-    "database-url": { type: "string", default: process.env.FASTPUBSUB_BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/fastpubsub_bench" },
+    "database-url": {
+      type: "string",
+      default: process.env.FASTPUBSUB_BENCH_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/fastpubsub_bench",
+    },
     duration: { type: "string", default: "20" },
     warmup: { type: "string", default: "5" },
     runs: { type: "string", default: "3" },
@@ -140,7 +143,8 @@ async function vacuum(url: string) {
 
 /** Starts `fastpubsub server` on the database, on a free port, and waits until it serves. */
 async function startServer(url: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [join(import.meta.dirname, "../cli/run.ts"), "server"], {
+  // Through the bin, so that the server runs with the flags of its #! line, as `npm start` does.
+  const child = spawn(join(import.meta.dirname, "../cli/run.ts"), ["server"], {
     env: {
       ...process.env,
       FASTPUBSUB_DATABASE_URL: url,

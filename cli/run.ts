@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8 --max-old-space-size=512
 import { execute } from "@oclif/core";
 
 if (Number(process.versions.node.split(".")[0]) < 24) {

@@ -27,13 +27,15 @@ CREATE TABLE messages (
     locked_at TIMESTAMPTZ,
     consumer_id TEXT,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (subscription_key, id)
+    -- The id leads, so that a batch of ids is always found by index lookups
+    -- (id = ANY (...)), however stale the planner's statistics.
+    PRIMARY KEY (id, subscription_key)
 );
 
 -- Ready messages in the order consume takes them.
 CREATE INDEX messages_ready_idx ON messages (subscription_key, available_at) WHERE locked_at IS NULL;
 -- Deliveries, for finding the ones whose lock expired.
-CREATE INDEX messages_locked_idx ON messages (locked_at) WHERE locked_at IS NOT NULL;
+CREATE INDEX messages_locked_idx ON messages (subscription_key, locked_at) WHERE locked_at IS NOT NULL;
 
 CREATE TABLE dead_letters (
     subscription_key BIGINT NOT NULL,
@@ -42,7 +44,7 @@ CREATE TABLE dead_letters (
     delivery_attempts INTEGER NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,
     dead_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (subscription_key, id)
+    PRIMARY KEY (id, subscription_key)
 );
 
 CREATE INDEX dead_letters_created_at_idx ON dead_letters (subscription_key, created_at, id);
@@ -137,32 +139,34 @@ $$;
 -- consume_messages locks up to p_batch_size ready messages of a subscription to
 -- one consumer, oldest first, skipping those other consumers hold, and counts a
 -- delivery attempt for each; raises FP404 for a missing subscription.
+-- (Ids travel in arrays between statements so that every lookup is an index
+-- lookup on the primary key, whatever the planner's statistics say.)
 CREATE FUNCTION consume_messages(p_subscription_id TEXT, p_consumer_id TEXT, p_batch_size INTEGER)
 RETURNS TABLE (id BIGINT, payload JSON, delivery_attempts INTEGER, created_at TIMESTAMPTZ)
 LANGUAGE plpgsql
 AS $$
 DECLARE
     v_key BIGINT := (subscription_for_messages(p_subscription_id)).key;
+    v_ids BIGINT[];
 BEGIN
-    RETURN QUERY
-    WITH picked AS (
+    v_ids := ARRAY(
         SELECT m.id
         FROM messages AS m
         WHERE m.subscription_key = v_key AND m.locked_at IS NULL AND m.available_at <= now()
         ORDER BY m.available_at
         LIMIT p_batch_size
         FOR UPDATE SKIP LOCKED
-    ),
-    delivered AS (
+    );
+    IF cardinality(v_ids) = 0 THEN
+        RETURN;
+    END IF;
+    INSERT INTO queue_counts (subscription_key, available, delivered) VALUES (v_key, -cardinality(v_ids), cardinality(v_ids));
+    RETURN QUERY
+    WITH delivered AS (
         UPDATE messages AS m
         SET locked_at = now(), consumer_id = p_consumer_id, delivery_attempts = m.delivery_attempts + 1
-        FROM picked
-        WHERE m.subscription_key = v_key AND m.id = picked.id
+        WHERE m.subscription_key = v_key AND m.id = ANY (v_ids)
         RETURNING m.id, m.payload, m.delivery_attempts, m.created_at
-    ),
-    counted AS (
-        INSERT INTO queue_counts (subscription_key, available, delivered)
-        SELECT v_key, -count(*), count(*) FROM delivered HAVING count(*) > 0
     )
     SELECT d.id, d.payload, d.delivery_attempts, d.created_at FROM delivered AS d ORDER BY d.id;
 END;
@@ -179,23 +183,15 @@ DECLARE
     v_key BIGINT := (subscription_for_messages(p_subscription_id)).key;
     v_acked INTEGER;
 BEGIN
-    WITH acked AS (
-        DELETE FROM messages
-        WHERE subscription_key = v_key
-          AND id = ANY (p_message_ids)
-          AND locked_at > now() - make_interval(secs => p_lock_timeout_seconds)
-        RETURNING 1
-    ),
-    counted AS (
-        INSERT INTO queue_counts (subscription_key, delivered)
-        SELECT v_key, -count(*) FROM acked HAVING count(*) > 0
-    ),
-    logged AS (
-        INSERT INTO acked_counts (subscription_key, acked)
-        SELECT v_key, count(*) FROM acked HAVING count(*) > 0
-        RETURNING acked
-    )
-    SELECT coalesce(sum(acked), 0) INTO v_acked FROM logged;
+    DELETE FROM messages
+    WHERE subscription_key = v_key
+      AND id = ANY (p_message_ids)
+      AND locked_at + make_interval(secs => p_lock_timeout_seconds) > now();
+    GET DIAGNOSTICS v_acked = ROW_COUNT;
+    IF v_acked > 0 THEN
+        INSERT INTO queue_counts (subscription_key, delivered) VALUES (v_key, -v_acked);
+        INSERT INTO acked_counts (subscription_key, acked) VALUES (v_key, v_acked);
+    END IF;
     RETURN v_acked;
 END;
 $$;
@@ -209,45 +205,40 @@ RETURNS INTEGER
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_released INTEGER;
+    v_key BIGINT := p_subscription.key;
+    v_dead BIGINT[];
+    v_retried INTEGER;
 BEGIN
-    WITH failed AS (
-        SELECT m.id, m.delivery_attempts >= p_subscription.max_delivery_attempts AS dead
-        FROM messages AS m
-        WHERE m.subscription_key = p_subscription.key AND m.id = ANY (p_message_ids) AND m.locked_at IS NOT NULL
+    v_dead := ARRAY(
+        SELECT id FROM messages
+        WHERE subscription_key = v_key AND id = ANY (p_message_ids) AND locked_at IS NOT NULL
+          AND delivery_attempts >= p_subscription.max_delivery_attempts
         FOR UPDATE
-    ),
-    buried AS (
-        DELETE FROM messages AS m
-        USING failed AS f
-        WHERE m.subscription_key = p_subscription.key AND m.id = f.id AND f.dead
-        RETURNING m.subscription_key, m.id, m.payload, m.delivery_attempts, m.created_at
-    ),
-    moved AS (
+    );
+    IF cardinality(v_dead) > 0 THEN
+        WITH buried AS (
+            DELETE FROM messages
+            WHERE subscription_key = v_key AND id = ANY (v_dead)
+            RETURNING subscription_key, id, payload, delivery_attempts, created_at
+        )
         INSERT INTO dead_letters (subscription_key, id, payload, delivery_attempts, created_at)
-        SELECT * FROM buried
-    ),
-    retried AS (
-        UPDATE messages AS m
-        SET locked_at = NULL,
-            consumer_id = NULL,
-            available_at = now() + make_interval(secs => least(
-                p_subscription.backoff_max_seconds::DOUBLE PRECISION,
-                p_subscription.backoff_min_seconds * power(2, least(m.delivery_attempts, 62))
-            ))
-        FROM failed AS f
-        WHERE m.subscription_key = p_subscription.key AND m.id = f.id AND NOT f.dead
-        RETURNING 1
-    ),
-    counts AS (
-        SELECT (SELECT count(*) FROM retried) AS retried, (SELECT count(*) FROM buried) AS buried
-    ),
-    counted AS (
+        SELECT * FROM buried;
+    END IF;
+    UPDATE messages
+    SET locked_at = NULL,
+        consumer_id = NULL,
+        available_at = now() + make_interval(secs => least(
+            p_subscription.backoff_max_seconds::DOUBLE PRECISION,
+            p_subscription.backoff_min_seconds * power(2, least(delivery_attempts, 62))
+        ))
+    WHERE subscription_key = v_key AND id = ANY (p_message_ids) AND locked_at IS NOT NULL
+      AND delivery_attempts < p_subscription.max_delivery_attempts;
+    GET DIAGNOSTICS v_retried = ROW_COUNT;
+    IF v_retried + cardinality(v_dead) > 0 THEN
         INSERT INTO queue_counts (subscription_key, available, delivered, dlq)
-        SELECT p_subscription.key, retried, -(retried + buried), buried FROM counts WHERE retried + buried > 0
-    )
-    SELECT retried + buried INTO v_released FROM counts;
-    RETURN v_released;
+        VALUES (v_key, v_retried, -(v_retried + cardinality(v_dead)), cardinality(v_dead));
+    END IF;
+    RETURN v_retried + cardinality(v_dead);
 END;
 $$;
 
@@ -265,7 +256,7 @@ BEGIN
         SELECT id FROM messages
         WHERE subscription_key = v_subscription.key
           AND id = ANY (p_message_ids)
-          AND locked_at > now() - make_interval(secs => p_lock_timeout_seconds)
+          AND locked_at + make_interval(secs => p_lock_timeout_seconds) > now()
     ));
 END;
 $$;
@@ -348,21 +339,17 @@ RETURNS INTEGER
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_stuck RECORD;
+    v_subscription subscriptions;
     v_released INTEGER := 0;
 BEGIN
-    FOR v_stuck IN
-        SELECT s AS subscription, array_agg(stuck.id) AS ids
-        FROM (
-            SELECT m.subscription_key, m.id
-            FROM messages AS m
-            WHERE m.locked_at IS NOT NULL AND m.locked_at <= now() - make_interval(secs => p_lock_timeout_seconds)
+    FOR v_subscription IN SELECT * FROM subscriptions ORDER BY key LOOP
+        v_released := v_released + release_deliveries(v_subscription, ARRAY(
+            SELECT id FROM messages
+            WHERE subscription_key = v_subscription.key
+              AND locked_at IS NOT NULL
+              AND locked_at <= now() - make_interval(secs => p_lock_timeout_seconds)
             FOR UPDATE SKIP LOCKED
-        ) AS stuck
-        JOIN subscriptions AS s ON s.key = stuck.subscription_key
-        GROUP BY s
-    LOOP
-        v_released := v_released + release_deliveries(v_stuck.subscription, v_stuck.ids);
+        ));
     END LOOP;
     RETURN v_released;
 END;
@@ -411,7 +398,8 @@ CREATE FUNCTION forget_subscriptions(p_keys BIGINT[])
 RETURNS VOID
 LANGUAGE sql
 AS $$
-    DELETE FROM messages WHERE subscription_key = ANY (p_keys);
+    DELETE FROM messages WHERE subscription_key = ANY (p_keys) AND locked_at IS NULL;
+    DELETE FROM messages WHERE subscription_key = ANY (p_keys) AND locked_at IS NOT NULL;
     DELETE FROM dead_letters WHERE subscription_key = ANY (p_keys);
     DELETE FROM queue_counts WHERE subscription_key = ANY (p_keys);
     DELETE FROM acked_counts WHERE subscription_key = ANY (p_keys);

@@ -86,18 +86,22 @@ interface Caller {
 }
 
 const thisFile = import.meta.filename;
+const thisUrl = import.meta.url;
 
 function findCaller(): Caller | undefined {
-  const holder: { stack?: string } = {};
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 6;
+  // Structured call sites are several times cheaper than a formatted stack.
+  const { prepareStackTrace, stackTraceLimit } = Error;
+  Error.prepareStackTrace = (_, callSites) => callSites;
+  Error.stackTraceLimit = 5;
+  const holder: { stack?: NodeJS.CallSite[] } = {};
   Error.captureStackTrace(holder);
-  Error.stackTraceLimit = limit;
-  for (const line of holder.stack?.split("\n").slice(1) ?? []) {
-    const match = /\(?((?:file:\/\/)?\/[^():]+):(\d+):\d+\)?$/.exec(line);
-    if (!match?.[1] || !match[2]) continue;
-    const pathname = match[1].startsWith("file:") ? fileURLToPath(match[1]) : match[1];
-    if (pathname !== thisFile) return { pathname, lineno: Number(match[2]) };
+  const sites = holder.stack;
+  Error.prepareStackTrace = prepareStackTrace;
+  Error.stackTraceLimit = stackTraceLimit;
+  for (const site of sites ?? []) {
+    const file = site.getFileName();
+    if (!file || file === thisFile || file === thisUrl) continue;
+    return { pathname: file.startsWith("file:") ? fileURLToPath(file) : file, lineno: site.getLineNumber() ?? 0 };
   }
   return undefined;
 }

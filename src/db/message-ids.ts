@@ -5,21 +5,23 @@
  * and the 62-bit id.
  */
 
-const idMask = (1n << 62n) - 1n;
-const variant = 2n << 62n;
+const uuidShape = /^([0-9a-f]{8})-?([0-9a-f]{4})-?8000-?([89ab][0-9a-f]{3})-?([0-9a-f]{12})$/i;
+const safeHexDigits = 13; // 2^52 fits in a double exactly
 
-/** Formats a message's bigint id and creation time as its UUID. */
-export function messageUuid(id: string | bigint, createdAt: Date): string {
-  const time = Math.max(0, createdAt.getTime()).toString(16).padStart(12, "0").slice(-12);
-  const low = (variant | (BigInt(id) & idMask)).toString(16);
+/** Formats a message's bigint id (as text) and creation time (ms) as its UUID. */
+export function messageUuid(id: string, createdAtMs: number): string {
+  const time = Math.max(0, Math.trunc(createdAtMs)).toString(16).padStart(12, "0").slice(-12);
+  const idHex = id.length < 16 ? Number(id).toString(16) : BigInt(id).toString(16);
+  // The variant bits ("10") lead the 64 low bits; the id fills the other 62.
+  const low = idHex.length < 16 ? `8${idHex.padStart(15, "0")}` : (BigInt(`0x${idHex}`) | (2n << 62n)).toString(16);
   return `${time.slice(0, 8)}-${time.slice(8)}-8000-${low.slice(0, 4)}-${low.slice(4)}`;
 }
 
-/** Reads the bigint id of a message UUID; undefined for a UUID that no message of fastpubsub has. */
+/** Reads the bigint id (as text) of a message UUID; undefined for a UUID that no message of fastpubsub has. */
 export function messageIdFromUuid(uuid: string): string | undefined {
-  const hex = uuid.replaceAll("-", "").toLowerCase();
-  if (!/^[0-9a-f]{32}$/.test(hex) || hex.slice(12, 16) !== "8000") return undefined;
-  const low = BigInt(`0x${hex.slice(16)}`);
-  if (low >> 62n !== 2n) return undefined;
-  return (low & idMask).toString();
+  const match = uuidShape.exec(uuid);
+  if (!match) return undefined;
+  const low = `${match[3]}${match[4]}`;
+  const variantFree = ((Number.parseInt(low[0] as string, 16) & 3).toString(16) + low.slice(1)).replace(/^0+(?=.)/, "");
+  return variantFree.length <= safeHexDigits ? Number.parseInt(variantFree, 16).toString() : BigInt(`0x${variantFree}`).toString();
 }

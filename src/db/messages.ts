@@ -4,12 +4,12 @@ import { z } from "zod";
 import type { QueueClient } from "./database.ts";
 import type { DatabaseConnection } from "./pool.ts";
 
-/** A message as the message functions return it. */
+/** A message as the message functions return it; ms since the epoch parse faster than timestamps. */
 export interface MessageRow {
   id: string;
   payload: JsonObject;
   delivery_attempts: number;
-  created_at: Date;
+  created_at_ms: number;
 }
 
 // The hot path runs named (prepared) statements on the plain pg pool.
@@ -28,7 +28,8 @@ export async function publishMessages(queue: QueueClient, topicId: string, paylo
 export async function consumeMessages(queue: QueueClient, subscriptionId: string, consumerId: string, batchSize: number) {
   const { rows } = await queue.query<MessageRow>({
     name: "consume_messages",
-    text: "SELECT * FROM consume_messages($1, $2, $3)",
+    text: `SELECT id, payload, delivery_attempts, (extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms
+           FROM consume_messages($1, $2, $3)`,
     values: [subscriptionId, consumerId, batchSize],
   });
   return rows;
@@ -57,15 +58,16 @@ export async function nackMessages(queue: QueueClient, subscriptionId: string, i
 /** A dead letter as list_dlq_messages returns it. */
 const DeadLetterRow = z.object({
   id: z.string(),
-  payload: z.record(z.string(), z.unknown()),
+  payload: z.record(z.string(), z.json()),
   delivery_attempts: z.number(),
-  created_at: z.number(), // ms since epoch: slonik's timestamptz parser
+  created_at_ms: z.number(),
 });
 
 /** Returns a page of a subscription's dead letters, oldest first. */
 export function listDlqMessages(db: DatabaseConnection, subscriptionId: string, offset: number, limit: number) {
   return db.any(sql.type(DeadLetterRow)`
-    SELECT id::text, payload, delivery_attempts, created_at FROM list_dlq_messages(${subscriptionId}, ${offset}, ${limit})
+    SELECT id::text, payload, delivery_attempts, (extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms
+    FROM list_dlq_messages(${subscriptionId}, ${offset}, ${limit})
   `);
 }
 

@@ -52,7 +52,9 @@ export function createRequestHandler(options: HandlerOptions) {
     if (req.method === "GET" && url.pathname === "/liveness") return sendJson(res, liveness());
     if (req.method === "GET" && url.pathname === "/readiness") return sendJson(res, await readiness(options.db));
     const abort = new AbortController();
-    res.once("close", () => abort.abort());
+    res.once("close", () => {
+      if (!res.writableFinished) abort.abort();
+    });
     const response = await handleRest({
       method: req.method ?? "GET",
       url,

@@ -52,7 +52,7 @@ export function listen(handler: RequestHandler, host: string, port: number): Pro
   };
 
   const sockets = new Set<Socket>();
-  const server = net.createServer((socket) => {
+  const server = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.once("readable", () => routeConnection(socket));

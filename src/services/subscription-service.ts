@@ -1,5 +1,5 @@
-import { create, fromJson, type JsonObject, type JsonValue, toJson } from "@bufbuild/protobuf";
-import { timestampFromDate, timestampFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
+import { create, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
+import { timestampFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { MessageSchema, SubscriptionSchema, type SubscriptionService } from "../../gen/fastpubsub/v1/subscription_service_pb.ts";
 import type { Config } from "../config/config.ts";
@@ -23,13 +23,13 @@ export function subscriptionFromRow(row: subscriptions.SubscriptionRow) {
 }
 
 /** Converts a message row into the API's Message, its bigint id shown as a UUID. */
-export function messageFromRow(subscriptionId: string, row: { id: string; payload: unknown; delivery_attempts: number; created_at: Date }) {
+export function messageFromRow(subscriptionId: string, row: messages.MessageRow) {
   return create(MessageSchema, {
-    id: messageUuid(row.id, row.created_at),
+    id: messageUuid(row.id, row.created_at_ms),
     subscriptionId,
-    payload: row.payload as JsonObject,
+    payload: row.payload,
     deliveryAttempts: row.delivery_attempts,
-    createdAt: timestampFromDate(row.created_at),
+    createdAt: timestampFromMs(row.created_at_ms),
   });
 }
 
@@ -99,7 +99,7 @@ export function createSubscriptionService(db: Database, settings: Settings): Ser
     async listDlqMessages(request) {
       const { offset, limit } = pageOf(request);
       const rows = await messages.listDlqMessages(db.pool, request.subscriptionId, offset, limit);
-      return { data: rows.map((row) => messageFromRow(request.subscriptionId, { ...row, created_at: new Date(row.created_at) })) };
+      return { data: rows.map((row) => messageFromRow(request.subscriptionId, row)) };
     },
     async reprocessDlqMessages(request) {
       await messages.reprocessDlqMessages(db.pool, request.subscriptionId, messageIds(request.messageIds));

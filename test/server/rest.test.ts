@@ -144,10 +144,8 @@ describe("the REST paths", () => {
   });
 
   it("answer 501 for the RPCs that later issues implement", async () => {
-    const topicId = uniqueId("later");
-    await call("POST", "/topics", { id: topicId });
-    const answer = await call("POST", `/topics/${topicId}/messages`, [{ a: 1 }]);
-    expect(answer).toMatchObject({ status: 501, json: { detail: expect.stringContaining("PublishMessages") } });
+    const answer = await call("POST", "/clients", { name: "later", scopes: "*" });
+    expect(answer).toMatchObject({ status: 501, json: { detail: expect.stringContaining("CreateClient") } });
   });
 
   it("are served over HTTP/2 without TLS as well", async () => {

@@ -82,8 +82,8 @@ function detail(status: number, reason: string): RestResponse {
 }
 
 async function readJsonBody(request: RestRequest): Promise<JsonValue | undefined> {
-  const text = new TextDecoder().decode(await request.body()).trim();
-  if (text === "") return undefined;
+  const text = Buffer.from(await request.body()).toString("utf8");
+  if (text.trim() === "") return undefined;
   try {
     return JSON.parse(text) as JsonValue;
   } catch (error) {

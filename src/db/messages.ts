@@ -28,7 +28,7 @@ export async function publishMessages(queue: QueueClient, topicId: string, paylo
 export async function consumeMessages(queue: QueueClient, subscriptionId: string, consumerId: string, batchSize: number) {
   const { rows } = await queue.query<MessageRow>({
     name: "consume_messages",
-    text: `SELECT id, payload, delivery_attempts, (extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms
+    text: `SELECT id, payload, delivery_attempts, floor(extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms
            FROM consume_messages($1, $2, $3)`,
     values: [subscriptionId, consumerId, batchSize],
   });
@@ -66,7 +66,7 @@ const DeadLetterRow = z.object({
 /** Returns a page of a subscription's dead letters, oldest first. */
 export function listDlqMessages(db: DatabaseConnection, subscriptionId: string, offset: number, limit: number) {
   return db.any(sql.type(DeadLetterRow)`
-    SELECT id::text, payload, delivery_attempts, (extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms
+    SELECT id::text, payload, delivery_attempts, floor(extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms
     FROM list_dlq_messages(${subscriptionId}, ${offset}, ${limit})
   `);
 }

@@ -155,11 +155,16 @@ async function startServer(url: string): Promise<{ url: string; child: ChildProc
   });
   let output = "";
   const serverUrl = await new Promise<string>((resolve, reject) => {
-    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+    const onData = (chunk: string) => {
       output += chunk;
       const match = /"url":"([^"]+)"/.exec(output);
-      if (match?.[1]) resolve(match[1]);
-    });
+      if (match?.[1]) {
+        // From here on its log is only drained, not read.
+        child.stderr?.off("data", onData).resume();
+        resolve(match[1]);
+      }
+    };
+    child.stderr?.setEncoding("utf8").on("data", onData);
     child.once("exit", (code) => reject(new Error(`server exited with ${code}: ${output}`)));
   });
   return { url: serverUrl, child };

@@ -130,14 +130,17 @@ async function ensureDatabase(url: string) {
   await client.end();
 }
 
-/** Vacuums the tables of both systems, so that each run starts without the dead rows of the one before. */
+/**
+ * Compacts the tables of both systems, so that each run starts as the
+ * baseline's does (on a new table), without the dead rows of the run before.
+ */
 async function vacuum(url: string) {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   const { rows } = await client.query<{ relname: string }>(
     "SELECT relname FROM pg_stat_user_tables WHERE relname IN ('messages', 'queue_counts', 'acked_counts', 'dead_letters', 'bench_messages')",
   );
-  for (const { relname } of rows) await client.query(`VACUUM (ANALYZE) ${client.escapeIdentifier(relname)}`);
+  for (const { relname } of rows) await client.query(`VACUUM (FULL, ANALYZE) ${client.escapeIdentifier(relname)}`);
   await client.end();
 }
 

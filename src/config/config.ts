@@ -53,7 +53,7 @@ const Env = z
     FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS: integer(1).default(60),
     FASTPUBSUB_CLEANUP_ACKED_MESSAGES_INTERVAL_SECONDS: integer(0).default(60),
     FASTPUBSUB_CLEANUP_STUCK_MESSAGES_INTERVAL_SECONDS: integer(0).default(10),
-    FASTPUBSUB_MAINTENANCE_INTERVAL_SECONDS: integer(0).default(30),
+    FASTPUBSUB_MAINTENANCE_INTERVAL_SECONDS: integer(0).default(10),
     FASTPUBSUB_EMBEDDED_DATA_DIR: z.string().min(1).default(".fastpubsub"),
     FASTPUBSUB_EMBEDDED_PORT: integer(1).max(65535, { error: "must be at most 65535" }).default(54329),
   })

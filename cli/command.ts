@@ -1,3 +1,4 @@
+import { ConnectError } from "@connectrpc/connect";
 import { Command } from "@oclif/core";
 import { type Config, loadConfig } from "../src/config/config.ts";
 import { createLogger, type Logger } from "../src/logger.ts";
@@ -12,7 +13,8 @@ export abstract class FastpubsubCommand extends Command {
 
   protected override async catch(error: Error & { oclif?: { exit?: number } }): Promise<void> {
     if (error.oclif?.exit === 0) return;
-    process.stderr.write(`Error: ${error.message.split("\n")[0]}\n`);
+    const reason = error instanceof ConnectError ? error.rawMessage : error.message;
+    process.stderr.write(`Error: ${reason.split("\n")[0]}\n`);
     process.exitCode = error.oclif?.exit ?? 1;
   }
 }

@@ -3,9 +3,12 @@ import { openDatabase } from "../db/database.ts";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../db/embedded.ts";
 import { migrate } from "../db/migrate.ts";
 import type { Logger } from "../logger.ts";
+import { createClientStates } from "../services/client-states.ts";
 import { startMaintenance } from "../services/maintenance.ts";
-import { createRoutes } from "../services/routes.ts";
+import { createRoutes, services } from "../services/routes.ts";
+import { createTokens } from "../services/tokens.ts";
 import { createRequestHandler } from "./handler.ts";
+import { accessRules, createAuthInterceptor } from "./interceptors/auth.ts";
 import { createErrorInterceptor } from "./interceptors/errors.ts";
 import { createValidationInterceptor } from "./interceptors/validation.ts";
 import { listen } from "./listener.ts";
@@ -41,9 +44,16 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       maxOverflow: config.databaseMaxOverflow,
       echo: config.databaseEcho ? logger : undefined,
     });
+    const rules = accessRules(services);
+    const tokens = config.authSecretKey ? createTokens(config) : undefined;
+    const states = config.authEnabled && tokens ? createClientStates({ url: databaseUrl, db: db.pool, logger }) : undefined;
+    await states?.start();
+    const interceptors = [createErrorInterceptor(logger)];
+    if (states && tokens) interceptors.push(createAuthInterceptor({ rules, tokens, states }));
+    interceptors.push(createValidationInterceptor());
     const handler = createRequestHandler({
-      routes: createRoutes(db, config),
-      interceptors: [createErrorInterceptor(logger), createValidationInterceptor()],
+      routes: createRoutes(db, config, tokens),
+      interceptors,
       db: db.pool,
       logger,
       corsOrigins: config.apiCorsOrigins,
@@ -57,6 +67,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       async close() {
         await listener.close();
         await stopMaintenance();
+        await states?.close();
         await db.end();
         await embedded?.stop();
       },

@@ -5,15 +5,21 @@ import { SubscriptionService } from "../../gen/fastpubsub/v1/subscription_servic
 import { TopicService } from "../../gen/fastpubsub/v1/topic_service_pb.ts";
 import type { Config } from "../config/config.ts";
 import type { Database } from "../db/database.ts";
+import { createAuthService } from "./auth-service.ts";
+import { createClientService } from "./client-service.ts";
 import { createSubscriptionService } from "./subscription-service.ts";
+import type { Tokens } from "./tokens.ts";
 import { createTopicService } from "./topic-service.ts";
 
-/** Registers the four services; an RPC without an implementation answers unimplemented. */
-export function createRoutes(db: Database, config: Config) {
+/** The four services of the API. */
+export const services = [TopicService, SubscriptionService, ClientService, AuthService] as const;
+
+/** Registers the four services. */
+export function createRoutes(db: Database, config: Config, tokens: Tokens | undefined) {
   return (router: ConnectRouter) => {
     router.service(TopicService, createTopicService(db));
     router.service(SubscriptionService, createSubscriptionService(db, config));
-    router.service(ClientService, {});
-    router.service(AuthService, {});
+    router.service(ClientService, createClientService(db.pool));
+    router.service(AuthService, createAuthService(db.pool, tokens));
   };
 }

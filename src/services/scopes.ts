@@ -15,9 +15,16 @@ export const knownScopes = new Set([
   "clients:delete",
 ]);
 
-/** Tells whether a scope is a known one, optionally narrowed to one resource (`topics:publish:orders`). */
+/** Tells whether a scope is a known one, optionally narrowed to one resource id (`topics:publish:orders`), as the seed does. */
 export function isValidScope(scope: string): boolean {
-  const [resource, action, id, ...rest] = scope.split(":");
-  if (rest.length > 0 || id === "") return false;
-  return knownScopes.has(action === undefined ? (resource ?? "") : `${resource}:${action}`);
+  const parts = scope.split(":");
+  const base = parts.length === 3 ? parts.slice(0, 2).join(":") : scope;
+  return knownScopes.has(base);
+}
+
+/** Tells whether `scopes` grant `required` (`resource:action`), on the resource `resourceId` when given. */
+export function hasScope(scopes: ReadonlySet<string>, required: string, resourceId?: string): boolean {
+  return (
+    scopes.has("*") || scopes.has(required) || (resourceId !== undefined && resourceId !== "" && scopes.has(`${required}:${resourceId}`))
+  );
 }

@@ -143,11 +143,6 @@ describe("the REST paths", () => {
     expect(await call("GET", "/readiness")).toMatchObject({ status: 200, json: { status: "ready" } });
   });
 
-  it("answer 501 for the RPCs that later issues implement", async () => {
-    const answer = await call("POST", "/clients", { name: "later", scopes: "*" });
-    expect(answer).toMatchObject({ status: 501, json: { detail: expect.stringContaining("CreateClient") } });
-  });
-
   it("are served over HTTP/2 without TLS as well", async () => {
     const session = http2.connect(server.url);
     try {

@@ -4,6 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_fastpubsub_v1_access } from "./access_pb.ts";
 import { file_fastpubsub_v1_field_rules } from "./field_rules_pb.ts";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file fastpubsub/v1/auth_service.proto.
  */
 export const file_fastpubsub_v1_auth_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBmYXN0cHVic3ViL3YxL2F1dGhfc2VydmljZS5wcm90bxINZmFzdHB1YnN1Yi52MSJOChJDcmVhdGVUb2tlblJlcXVlc3QSGQoJY2xpZW50X2lkGAEgASgJQgaKtRgCCAISHQoNY2xpZW50X3NlY3JldBgCIAEoCUIGirUYAiABImIKE0NyZWF0ZVRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSEgoKZXhwaXJlc19pbhgDIAEoBRINCgVzY29wZRgEIAEoCTJ8CgtBdXRoU2VydmljZRJtCgtDcmVhdGVUb2tlbhIhLmZhc3RwdWJzdWIudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0GiIuZmFzdHB1YnN1Yi52MS5DcmVhdGVUb2tlblJlc3BvbnNlIheC0+STAhE6ASoiDC9vYXV0aC90b2tlbmIGcHJvdG8z", [file_fastpubsub_v1_field_rules, file_google_api_annotations]);
+  fileDesc("CiBmYXN0cHVic3ViL3YxL2F1dGhfc2VydmljZS5wcm90bxINZmFzdHB1YnN1Yi52MSJOChJDcmVhdGVUb2tlblJlcXVlc3QSGQoJY2xpZW50X2lkGAEgASgJQgaKtRgCCAISHQoNY2xpZW50X3NlY3JldBgCIAEoCUIGirUYAiABImIKE0NyZWF0ZVRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSEgoKZXhwaXJlc19pbhgDIAEoBRINCgVzY29wZRgEIAEoCTKCAQoLQXV0aFNlcnZpY2UScwoLQ3JlYXRlVG9rZW4SIS5mYXN0cHVic3ViLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBoiLmZhc3RwdWJzdWIudjEuQ3JlYXRlVG9rZW5SZXNwb25zZSIdkrUYAhgBgtPkkwIROgEqIgwvb2F1dGgvdG9rZW5iBnByb3RvMw", [file_fastpubsub_v1_access, file_fastpubsub_v1_field_rules, file_google_api_annotations]);
 
 /**
  * CreateTokenRequest holds a client's credentials.

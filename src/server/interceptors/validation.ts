@@ -90,22 +90,25 @@ function compileValidator(schema: DescMessage): (message: Message) => void {
   };
 }
 
+const validators = new Map<string, (message: Message) => void>();
+
+/** Checks a message against the input rules of its type; throws invalid_argument naming the first field that breaks one. */
+export function validateMessage(schema: DescMessage, message: Message) {
+  let validate = validators.get(schema.typeName);
+  if (!validate) {
+    validate = compileValidator(schema);
+    validators.set(schema.typeName, validate);
+  }
+  validate(message);
+}
+
 /**
  * Creates the interceptor that enforces the input rules written in the proto
  * on every unary request, whatever its protocol, before the handler runs.
  */
 export function createValidationInterceptor(): Interceptor {
-  const validators = new Map<string, (message: Message) => void>();
   return (next) => async (request) => {
-    if (!request.stream) {
-      const schema = request.method.input;
-      let validate = validators.get(schema.typeName);
-      if (!validate) {
-        validate = compileValidator(schema);
-        validators.set(schema.typeName, validate);
-      }
-      validate(request.message);
-    }
+    if (!request.stream) validateMessage(request.method.input, request.message);
     return next(request);
   };
 }

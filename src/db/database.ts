@@ -37,9 +37,19 @@ export async function openDatabase(url: string, options: DatabaseOptions): Promi
   const echo = options.echo;
   const queue: QueueClient = {
     raw,
-    query(config) {
+    async query<R extends pg.QueryResultRow>(config: { name: string; text: string; values: unknown[] }) {
       echo?.info("query", { sql: config.text, values: config.values });
-      return raw.query(config);
+      const client = await raw.connect();
+      try {
+        const result = await client.query<R>(config);
+        client.release();
+        return result;
+      } catch (error) {
+        // pg-pool's own query() drops the connection after any error; one that
+        // PostgreSQL raised (e.g. FP404) leaves the connection fine, so keep it.
+        client.release(error instanceof pg.DatabaseError ? undefined : (error as Error));
+        throw error;
+      }
     },
   };
   return {

@@ -18,10 +18,17 @@ export class InvalidTokenError extends Error {
   override name = "InvalidTokenError";
 }
 
-/** Signs and checks access tokens: JWTs with the seed's claims (sub, exp, iat, scope, ver). */
+const maxRemembered = 10_000;
+
+/**
+ * Signs and checks access tokens: JWTs with the seed's claims (sub, exp, iat,
+ * scope, ver). A token whose signature checked out is remembered until it
+ * expires, so that a client's later calls skip the HMAC.
+ */
 export function createTokens(settings: Settings) {
   const key = new TextEncoder().encode(settings.authSecretKey ?? "");
   const lifetimeSeconds = settings.authAccessTokenExpireMinutes * 60;
+  const verified = new Map<string, { claims: TokenClaims; expiresAt: number }>();
   return {
     lifetimeSeconds,
 
@@ -38,12 +45,20 @@ export function createTokens(settings: Settings) {
 
     /** Checks a token's signature (with the configured algorithm only), expiry and claims. */
     async verify(token: string): Promise<TokenClaims> {
+      const remembered = verified.get(token);
+      if (remembered) {
+        if (remembered.expiresAt > Date.now()) return remembered.claims;
+        verified.delete(token);
+      }
       try {
         const { payload } = await jwtVerify(token, key, { algorithms: [settings.authAlgorithm], requiredClaims: ["sub", "exp"] });
         if (typeof payload.sub !== "string" || typeof payload.scope !== "string" || typeof payload.ver !== "number") {
           throw new InvalidTokenError("token lacks the sub, scope or ver claim");
         }
-        return { sub: payload.sub, scope: payload.scope, ver: payload.ver };
+        const claims = { sub: payload.sub, scope: payload.scope, ver: payload.ver };
+        if (verified.size >= maxRemembered) verified.clear();
+        verified.set(token, { claims, expiresAt: (payload.exp ?? 0) * 1000 });
+        return claims;
       } catch (error) {
         if (error instanceof InvalidTokenError || error instanceof errors.JOSEError || error instanceof TypeError) {
           throw new InvalidTokenError(error.message);

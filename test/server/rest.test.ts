@@ -168,6 +168,36 @@ describe("the REST paths", () => {
   });
 });
 
+describe("refused statements", () => {
+  it("do not cost database connections", async () => {
+    const client = new pg.Client({ connectionString: server.databaseUrl });
+    await client.connect();
+    const name = new URL(server.databaseUrl).pathname.slice(1);
+    // pg_stat_database.sessions counts the connections ever opened to the database.
+    const sessions = async () =>
+      Number(
+        (await client.query<{ sessions: string }>("SELECT sessions FROM pg_stat_database WHERE datname = $1", [name])).rows[0]?.sessions,
+      );
+    const refusals = () =>
+      Promise.all([
+        call("GET", `/topics/${uniqueId("none")}`),
+        call("GET", `/subscriptions/${uniqueId("none")}/messages?consumer_id=w`),
+        call("POST", `/topics/${uniqueId("none")}/messages`, [{ a: 1 }]),
+        call("POST", "/topics", { id: "taken" }),
+      ]);
+    await refusals();
+    await client.query("SELECT pg_stat_clear_snapshot()");
+    const before = await sessions();
+    for (let round = 0; round < 10; round++) {
+      expect((await refusals()).map((answer) => answer.status)).toEqual([404, 404, 404, 409]);
+    }
+    await client.query("SELECT pg_stat_clear_snapshot()");
+    const after = await sessions();
+    await client.end();
+    expect(after - before).toBeLessThanOrEqual(2);
+  });
+});
+
 describe("Connect JSON", () => {
   it("uses the proto field names and always writes every field", async () => {
     const topicId = uniqueId("cj");

@@ -1,19 +1,32 @@
+import cluster from "node:cluster";
 import { once } from "node:events";
 import { startServer } from "../../src/server/server.ts";
+import { runPrimary, runWorker } from "../../src/server/workers.ts";
 import { FastpubsubCommand } from "../command.ts";
 
 export default class Server extends FastpubsubCommand {
   static override summary = "Migrate the database, then serve the API until SIGINT or SIGTERM.";
   static override description =
-    "Serves Connect, gRPC, gRPC-Web, the REST paths, /liveness and /readiness on FASTPUBSUB_API_HOST:FASTPUBSUB_API_PORT. " +
-    "Without FASTPUBSUB_DATABASE_URL it starts an embedded PostgreSQL under ./.fastpubsub/.";
+    "Serves Connect, gRPC, gRPC-Web, the REST paths, /liveness, /readiness and /metrics on FASTPUBSUB_API_HOST:FASTPUBSUB_API_PORT, " +
+    "with FASTPUBSUB_API_NUM_WORKERS processes. Without FASTPUBSUB_DATABASE_URL it starts an embedded PostgreSQL under ./.fastpubsub/. " +
+    "On SIGTERM or SIGINT it stops accepting, lets in-flight requests finish (for up to FASTPUBSUB_API_SHUTDOWN_TIMEOUT_SECONDS), " +
+    "closes the database and exits 0.";
 
   async run() {
     const { config, logger } = this.setup();
-    const server = await startServer(config, logger);
-    const signal = await Promise.race([once(process, "SIGINT"), once(process, "SIGTERM")]);
-    logger.info("shutting down", { signal: String(signal[0] ?? "") });
-    await server.close();
+    const stop = cluster.isWorker
+      ? (await runWorker(config, logger)).close
+      : config.apiNumWorkers > 1
+        ? await runPrimary(config, logger)
+        : (await startServer(config, logger)).close;
+    const [signal] = await Promise.race([once(process, "SIGINT"), once(process, "SIGTERM")]);
+    if (!cluster.isWorker) logger.info("shutting down", { signal: String(signal ?? "") });
+    await stop();
+    if (cluster.isWorker) {
+      // The channel to the primary would keep this process alive.
+      process.disconnect?.();
+      return;
+    }
     logger.info("stopped");
   }
 }

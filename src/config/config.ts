@@ -36,6 +36,7 @@ const Env = z
     FASTPUBSUB_API_HOST: z.union([z.ipv4(), z.ipv6()], { error: "must be an IP address" }).default("0.0.0.0"),
     FASTPUBSUB_API_PORT: integer(0).max(65535, { error: "must be at most 65535" }).default(8000),
     FASTPUBSUB_API_NUM_WORKERS: integer(1).default(1),
+    FASTPUBSUB_API_SHUTDOWN_TIMEOUT_SECONDS: integer(0).default(10),
     FASTPUBSUB_API_CORS_ORIGINS: z
       .string()
       .transform((origins) =>
@@ -101,6 +102,7 @@ function configFromEnv(env: z.output<typeof Env>) {
     apiHost: env.FASTPUBSUB_API_HOST,
     apiPort: env.FASTPUBSUB_API_PORT,
     apiNumWorkers: env.FASTPUBSUB_API_NUM_WORKERS,
+    apiShutdownTimeoutSeconds: env.FASTPUBSUB_API_SHUTDOWN_TIMEOUT_SECONDS,
     apiCorsOrigins: env.FASTPUBSUB_API_CORS_ORIGINS,
     authEnabled: env.FASTPUBSUB_AUTH_ENABLED,
     authSecretKey: env.FASTPUBSUB_AUTH_SECRET_KEY,

@@ -103,3 +103,16 @@ export function cleanupAckedMessages(db: DatabaseConnection, olderThanSeconds: n
 export async function compactCounts(db: DatabaseConnection) {
   await db.query(sql.unsafe`SELECT compact_counts()`);
 }
+
+const QueueStatsRow = z.object({
+  subscription_id: z.string(),
+  available: z.bigint(),
+  delivered: z.bigint(),
+  dlq: z.bigint(),
+  oldest_available_age_seconds: z.number(),
+});
+
+/** Returns every subscription's counts and the age of the message at the head of its queue. */
+export function getQueueStats(db: DatabaseConnection) {
+  return db.any(sql.type(QueueStatsRow)`SELECT * FROM queue_stats()`);
+}

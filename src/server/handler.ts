@@ -5,10 +5,14 @@ import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from
 import type { DatabasePool } from "../db/pool.ts";
 import type { Logger } from "../logger.ts";
 import { liveness, readiness } from "./health.ts";
+import type { Metrics } from "./metrics.ts";
 import { createRestHandler } from "./rest/rest-handler.ts";
 import { restRoutesFromHandlers } from "./rest/routes.ts";
 
 type NodeRequest = IncomingMessage | Http2ServerRequest;
+
+// The paths answered here rather than by an RPC.
+const fixedPaths = new Set(["/liveness", "/readiness", "/metrics"]);
 type NodeResponse = ServerResponse | Http2ServerResponse;
 
 /** What the request handler serves. */
@@ -24,6 +28,10 @@ export interface HandlerOptions {
   corsOrigins: readonly string[];
   /** The largest request body accepted, in bytes. */
   readMaxBytes: number;
+  /** Times and counts each request. */
+  metrics: Metrics;
+  /** Renders /metrics (with several workers, all of theirs). */
+  renderMetrics: () => Promise<string>;
 }
 
 /**
@@ -42,15 +50,22 @@ export function createRequestHandler(options: HandlerOptions) {
   const handleRest = createRestHandler(restRoutesFromHandlers(router.handlers));
   const allowedOrigins = new Set(options.corsOrigins);
 
-  async function route(req: NodeRequest, res: NodeResponse, url: URL) {
+  /** Answers a request, noting in `taken` the route it took (a template, never a raw id), for logs and metrics. */
+  async function route(req: NodeRequest, res: NodeResponse, url: URL, taken: { route: string }) {
     const rpc = rpcHandlers.get(url.pathname);
     if (rpc) {
+      taken.route = url.pathname;
       const response = await rpc(universalRequestFromNodeRequest(req, res, undefined, undefined));
       await universalResponseToNodeResponse(response, res);
       return;
     }
-    if (req.method === "GET" && url.pathname === "/liveness") return sendJson(res, liveness());
-    if (req.method === "GET" && url.pathname === "/readiness") return sendJson(res, await readiness(options.db));
+    if (req.method === "GET" && fixedPaths.has(url.pathname)) {
+      taken.route = url.pathname;
+      if (url.pathname === "/liveness") return sendJson(res, liveness());
+      if (url.pathname === "/readiness") return sendJson(res, await readiness(options.db));
+      const text = await options.renderMetrics();
+      return send(res, 200, Buffer.from(text), options.metrics.contentType);
+    }
     const abort = new AbortController();
     res.once("close", () => {
       if (!res.writableFinished) abort.abort();
@@ -62,15 +77,21 @@ export function createRequestHandler(options: HandlerOptions) {
       body: () => readBody(req, options.readMaxBytes),
       signal: abort.signal,
     });
+    taken.route = response.route ?? "unmatched";
     send(res, response.status, response.body);
   }
 
   return function handleRequest(req: NodeRequest, res: NodeResponse) {
     const started = performance.now();
+    const method = req.method ?? "GET";
     const url = new URL(req.url ?? "/", "http://localhost");
-    res.once("finish", () => {
+    const done = options.metrics.startRequest(method);
+    const taken = { route: "unmatched" };
+    res.once("close", () => {
+      done(taken.route, res.statusCode);
       options.logger.info("request", {
-        method: req.method,
+        method,
+        route: taken.route,
         path: url.pathname,
         status: res.statusCode,
         duration: `${((performance.now() - started) / 1000).toFixed(4)}s`,
@@ -89,8 +110,8 @@ export function createRequestHandler(options: HandlerOptions) {
         return;
       }
     }
-    route(req, res, url).catch((error: unknown) => {
-      options.logger.error("request failed", { method: req.method, path: url.pathname, error: String(error) });
+    route(req, res, url, taken).catch((error: unknown) => {
+      options.logger.error("request failed", { method, path: url.pathname, error: String(error) });
       if (!res.headersSent) sendJson(res, { status: 500, body: { detail: "Internal server error" } });
       else res.destroy();
     });
@@ -101,13 +122,13 @@ function sendJson(res: NodeResponse, answer: { status: number; body: unknown }) 
   send(res, answer.status, Buffer.from(JSON.stringify(answer.body)));
 }
 
-/** Writes a whole answer; a body is JSON. */
-function send(res: NodeResponse, status: number, body?: Uint8Array) {
+/** Writes a whole answer; a body is JSON unless said otherwise. */
+function send(res: NodeResponse, status: number, body?: Uint8Array, contentType = "application/json") {
   // The HTTP/2 compatibility response has the same methods as the HTTP/1 one.
   const out = res as ServerResponse;
   out.statusCode = status;
   if (body) {
-    out.setHeader("content-type", "application/json");
+    out.setHeader("content-type", contentType);
     out.setHeader("content-length", body.byteLength);
   }
   out.end(body);

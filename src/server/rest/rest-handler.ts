@@ -15,10 +15,11 @@ export interface RestRequest {
   signal: AbortSignal;
 }
 
-/** A REST answer: a status and, unless 204, a JSON body. */
+/** A REST answer: a status and, unless 204, a JSON body; `route` is the template it matched, if any. */
 export interface RestResponse {
   status: number;
   body?: Uint8Array;
+  route?: string;
 }
 
 // Headers that describe the REST request itself rather than the RPC call it becomes.
@@ -42,7 +43,7 @@ export function createRestHandler(routes: readonly RestRoute[]) {
       message = requestJson(route, params, request.url.searchParams, route.body === "none" ? undefined : await readJsonBody(request));
     } catch (error) {
       const connectError = ConnectError.from(error);
-      return detail(httpStatusFromCode(connectError.code), connectError.rawMessage);
+      return { ...detail(httpStatusFromCode(connectError.code), connectError.rawMessage), route: route.template };
     }
     const header = new Headers();
     for (const [name, value] of Object.entries(request.headers)) {
@@ -58,7 +59,7 @@ export function createRestHandler(routes: readonly RestRoute[]) {
       signal: request.signal,
       contextValues: createContextValues().set(kRestRoute, route.template),
     });
-    return restResponseFromConnect(route, response);
+    return { ...(await restResponseFromConnect(route, response)), route: route.template };
   };
 }
 

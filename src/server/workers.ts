@@ -1,0 +1,93 @@
+import cluster, { type Worker } from "node:cluster";
+import { once } from "node:events";
+import { AggregatorRegistry } from "prom-client";
+import type { Config } from "../config/config.ts";
+import { createDatabasePool } from "../db/pool.ts";
+import type { Logger } from "../logger.ts";
+import { startMaintenance } from "../services/maintenance.ts";
+import { migrateDatabase, provideDatabase, type RunningServer, serve } from "./server.ts";
+
+// Messages between a worker and the primary, for /metrics.
+interface MetricsRequest {
+  kind: "fastpubsub:metrics";
+  id: number;
+}
+interface MetricsAnswer extends MetricsRequest {
+  text: string;
+}
+
+/**
+ * Runs FASTPUBSUB_API_NUM_WORKERS worker processes serving one port (node:cluster).
+ * The primary provides and migrates the database once, runs the cleanup and
+ * maintenance jobs, answers the workers' /metrics with all workers' metrics
+ * aggregated, replaces a worker that dies, and on stop asks every worker to
+ * finish its in-flight requests and exit. Returns the function that stops it all.
+ */
+export async function runPrimary(config: Config, logger: Logger): Promise<() => Promise<void>> {
+  const { url, embedded } = await provideDatabase(config, logger);
+  await migrateDatabase(url, logger);
+  const db = await createDatabasePool(url, { maxPoolSize: 2 });
+  const stopMaintenance = startMaintenance(db, config, logger);
+  const aggregator = new AggregatorRegistry();
+  let stopping = false;
+
+  const fork = () => {
+    const worker = cluster.fork({ FASTPUBSUB_DATABASE_URL: url });
+    worker.on("message", (message: MetricsRequest) => {
+      if (message?.kind !== "fastpubsub:metrics") return;
+      aggregator.clusterMetrics().then(
+        (text) => worker.send({ ...message, text } satisfies MetricsAnswer),
+        (error: unknown) => worker.send({ ...message, text: `# metrics unavailable: ${String(error)}\n` } satisfies MetricsAnswer),
+      );
+    });
+    worker.once("exit", (code, signal) => {
+      if (stopping) return;
+      logger.error("worker died; starting another", { pid: worker.process.pid, code, signal });
+      fork();
+    });
+  };
+  for (let n = 0; n < config.apiNumWorkers; n++) fork();
+  const [address] = (await once(cluster, "listening")).slice(1) as [{ address: string; port: number }];
+  const host = address.address.includes(":") ? `[${address.address}]` : address.address;
+  logger.info("fastpubsub is serving", { url: `http://${host}:${address.port}`, workers: config.apiNumWorkers });
+
+  return async () => {
+    stopping = true;
+    const workers = Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined);
+    const exited = workers.map((worker) => once(worker, "exit"));
+    for (const worker of workers) worker.process.kill("SIGTERM");
+    const deadline = setTimeout(
+      () => {
+        for (const worker of workers) worker.process.kill("SIGKILL");
+      },
+      (config.apiShutdownTimeoutSeconds + 5) * 1000,
+    );
+    await Promise.all(exited);
+    clearTimeout(deadline);
+    await stopMaintenance();
+    await db.end();
+    await embedded?.stop();
+  };
+}
+
+/** Serves as one worker of runPrimary: over the primary's database, with /metrics aggregated by the primary. */
+export async function runWorker(config: Config, logger: Logger): Promise<RunningServer> {
+  const pending = new Map<number, (text: string) => void>();
+  let next = 0;
+  process.on("message", (message: MetricsAnswer) => {
+    if (message?.kind !== "fastpubsub:metrics") return;
+    pending.get(message.id)?.(message.text);
+    pending.delete(message.id);
+  });
+  const renderMetrics = () =>
+    new Promise<string>((resolve) => {
+      const id = next++;
+      pending.set(id, resolve);
+      process.send?.({ kind: "fastpubsub:metrics", id } satisfies MetricsRequest);
+    });
+  const server = await serve(config, logger, config.databaseUrl ?? "", { maintenance: false, renderMetrics });
+  // This worker answers the primary's requests for its metrics from then on.
+  AggregatorRegistry.setRegistries([server.metrics]);
+  new AggregatorRegistry();
+  return server;
+}

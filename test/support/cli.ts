@@ -34,7 +34,11 @@ export interface ServerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts `fastpubsub server` and waits for the log line that says where it serves. */
+/**
+ * Starts `fastpubsub server` and waits until it serves: on a fixed
+ * FASTPUBSUB_API_PORT, until /liveness answers; else, for the log line that
+ * says where it serves.
+ */
 export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
   const child = spawn(process.execPath, [join(root, "cli/run.ts"), "server"], {
     cwd: root,
@@ -42,15 +46,25 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
   });
   let output = "";
   const exited = once(child, "exit") as Promise<[number | null]>;
+  const fixedPort = Number(env.FASTPUBSUB_API_PORT ?? 0);
   const url = await new Promise<string>((resolve, reject) => {
     const onData = (chunk: string) => {
       output += chunk;
       const serving = /"message":"fastpubsub is serving","url":"([^"]+)"/.exec(output);
-      if (serving?.[1]) resolve(serving[1]);
+      if (serving?.[1] && !fixedPort) resolve(serving[1]);
     };
     child.stdout.setEncoding("utf8").on("data", onData);
     child.stderr.setEncoding("utf8").on("data", onData);
     child.once("exit", (code) => reject(new Error(`server exited with ${code} before serving:\n${output}`)));
+    if (fixedPort) {
+      const fixed = `http://127.0.0.1:${fixedPort}`;
+      const poll = () =>
+        fetch(`${fixed}/liveness`).then(
+          () => resolve(fixed),
+          () => setTimeout(poll, 50),
+        );
+      poll();
+    }
   });
   return {
     child,

@@ -1,0 +1,236 @@
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import net from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { describe, expect, it } from "vitest";
+import { type ServerProcess, startServerProcess } from "../support/cli.ts";
+import { createTestDatabase } from "../support/server.ts";
+import { waitFor } from "../support/wait.ts";
+
+/** A port that nothing listens on right now. */
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Pids of the running processes whose command line contains `text`. */
+function processesWith(text: string): number[] {
+  try {
+    return execFileSync("pgrep", ["-f", text], { encoding: "utf8" }).trim().split("\n").filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function isChildOf(pid: number, parent: number | undefined) {
+  try {
+    return Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ")[1]) === parent;
+  } catch {
+    return false;
+  }
+}
+
+function isAlive(pid: number) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A request's outcome: its status, or the connection error that prevented one. */
+type Outcome = { status: number; body: string } | { connectionError: string };
+
+async function request(base: string, method: string, path: string, body?: unknown): Promise<Outcome> {
+  try {
+    const response = await fetch(new URL(path, base), {
+      method,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: response.status, body: await response.text() };
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    return { connectionError: cause?.code ?? cause?.message ?? String(error) };
+  }
+}
+
+const retryable = /^(ECONNREFUSED|ECONNRESET|EPIPE|UND_ERR_SOCKET|UND_ERR_CLOSED|other side closed)/;
+
+describe("the server under load", () => {
+  it("restarts without failing a request other than with a retryable connection error, and without losing a message", async () => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const env = {
+      FASTPUBSUB_DATABASE_URL: await createTestDatabase(),
+      FASTPUBSUB_API_PORT: String(port),
+      FASTPUBSUB_LOG_LEVEL: "warning",
+      FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS: "2",
+      FASTPUBSUB_CLEANUP_STUCK_MESSAGES_INTERVAL_SECONDS: "1",
+    };
+    let server: ServerProcess = await startServerProcess(env);
+    const failures: string[] = [];
+    const connectionErrors: string[] = [];
+    /** Sends until the request is answered, retrying connection errors; any answer but `expected` is a failure. */
+    const send = async (method: string, path: string, body: unknown, expected: number[]) => {
+      for (;;) {
+        const outcome = await request(base, method, path, body);
+        if ("connectionError" in outcome) {
+          connectionErrors.push(outcome.connectionError);
+          await sleep(50);
+          continue;
+        }
+        if (!expected.includes(outcome.status)) failures.push(`${method} ${path}: ${outcome.status} ${outcome.body}`);
+        return outcome;
+      }
+    };
+    await send("POST", "/topics", { id: "load" }, [201]);
+    await send("POST", "/subscriptions", { id: "load-sub", topic_id: "load", backoff_min_seconds: 1, backoff_max_seconds: 1 }, [201]);
+
+    const total = 3000;
+    const published = new Set<number>();
+    const received = new Set<number>();
+    let next = 0;
+    let publishing = true;
+    const publisher = async () => {
+      while (next < total) {
+        const batch = Array.from({ length: Math.min(50, total - next) }, () => next++);
+        const answer = await send(
+          "POST",
+          "/topics/load/messages",
+          batch.map((n) => ({ n })),
+          [204],
+        );
+        if (answer.status === 204) for (const n of batch) published.add(n);
+      }
+    };
+    const consumer = async (id: string) => {
+      while (publishing || received.size < published.size) {
+        const answer = await send("GET", `/subscriptions/load-sub/messages?consumer_id=${id}&batch_size=50`, undefined, [200]);
+        const data = answer.status === 200 ? (JSON.parse(answer.body) as { data: { id: string; payload: { n: number } }[] }).data : [];
+        if (data.length === 0) {
+          await sleep(20);
+          continue;
+        }
+        await send(
+          "POST",
+          "/subscriptions/load-sub/acks",
+          data.map((message) => message.id),
+          [204],
+        );
+        for (const message of data) received.add(message.payload.n);
+      }
+    };
+    const publishers = Promise.all([publisher(), publisher()]);
+    const consumers = Promise.all([consumer("c1"), consumer("c2")]);
+
+    await waitFor(async () => (published.size > total / 3 ? true : undefined), 30_000, "a third of the messages");
+    const publishedBeforeRestart = published.size;
+    expect(await server.stop("SIGTERM")).toBe(0);
+    server = await startServerProcess(env);
+    await publishers;
+    publishing = false;
+    await Promise.race([consumers, sleep(30_000)]);
+    expect(await server.stop("SIGTERM")).toBe(0);
+
+    expect(failures).toEqual([]);
+    expect(publishedBeforeRestart).toBeLessThan(total);
+    expect(connectionErrors.length).toBeGreaterThan(0);
+    expect(connectionErrors.filter((error) => !retryable.test(error))).toEqual([]);
+    expect(published.size).toBe(total);
+    expect([...published].filter((n) => !received.has(n))).toEqual([]);
+  });
+});
+
+describe("several workers", () => {
+  it("serve one port, aggregate their metrics, replace a worker that dies, and stop together", async () => {
+    const env = { FASTPUBSUB_DATABASE_URL: await createTestDatabase(), FASTPUBSUB_API_NUM_WORKERS: "2" };
+    const server = await startServerProcess(env);
+    const seen = new Set<number>();
+    try {
+      const workers = () => {
+        const pids = processesWith("cli/run.ts server").filter((pid) => pid !== server.child.pid && isChildOf(pid, server.child.pid));
+        for (const pid of pids) seen.add(pid);
+        return pids;
+      };
+      await waitFor(async () => (workers().length === 2 ? true : undefined));
+      expect((await request(server.url, "POST", "/topics", { id: "shared" })) as { status: number }).toMatchObject({ status: 201 });
+      for (let n = 0; n < 10; n++) {
+        expect(await request(server.url, "GET", "/topics/shared")).toMatchObject({ status: 200 });
+      }
+      const metrics = await request(server.url, "GET", "/metrics");
+      expect(metrics).toMatchObject({ status: 200 });
+      expect((metrics as { body: string }).body).toContain('http_requests_total{method="GET",path="/topics/{id}",status="200"} 10');
+
+      const [victim] = workers();
+      process.kill(victim as number, "SIGKILL");
+      await waitFor(
+        async () => (workers().length === 2 && !workers().includes(victim as number) ? true : undefined),
+        10_000,
+        "a new worker",
+      );
+      expect(await request(server.url, "GET", "/topics/shared")).toMatchObject({ status: 200 });
+    } finally {
+      expect(await server.stop("SIGTERM")).toBe(0);
+    }
+    expect([...seen].filter(isAlive)).toEqual([]);
+  });
+});
+
+describe("the request log", () => {
+  it("has one line per request in the seed's format, with method, route, status and duration", async () => {
+    const server = await startServerProcess({ FASTPUBSUB_DATABASE_URL: await createTestDatabase() });
+    try {
+      await request(server.url, "POST", "/topics", { id: "logged" });
+      await request(server.url, "GET", "/topics/logged");
+      await sleep(100);
+    } finally {
+      await server.stop();
+    }
+    const lines = server
+      .log()
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const requests = lines.filter((line) => line.message === "request");
+    expect(requests).toHaveLength(2);
+    expect(requests[1]).toEqual({
+      asctime: expect.stringMatching(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}$/),
+      levelname: "INFO",
+      pathname: expect.stringMatching(/src\/server\/handler\.ts$/),
+      lineno: expect.any(Number),
+      message: "request",
+      method: "GET",
+      route: "/topics/{id}",
+      path: "/topics/logged",
+      status: 200,
+      duration: expect.stringMatching(/^\d+\.\d{4}s$/),
+    });
+  });
+
+  it("follows FASTPUBSUB_LOG_FORMATTER and FASTPUBSUB_LOG_LEVEL", async () => {
+    const quiet = await startServerProcess({
+      FASTPUBSUB_DATABASE_URL: await createTestDatabase(),
+      FASTPUBSUB_API_PORT: String(await freePort()),
+      FASTPUBSUB_LOG_FORMATTER: "%(levelname)s %(message)s",
+      FASTPUBSUB_LOG_LEVEL: "warning",
+    });
+    await request(quiet.url, "GET", "/liveness");
+    await quiet.stop();
+    expect(quiet.log()).toBe("");
+    const terse = await startServerProcess({
+      FASTPUBSUB_DATABASE_URL: await createTestDatabase(),
+      FASTPUBSUB_LOG_FORMATTER: "%(levelname)s %(message)s",
+    });
+    await request(terse.url, "GET", "/liveness");
+    await sleep(100);
+    await terse.stop();
+    const first = JSON.parse(terse.log().trim().split("\n")[0] ?? "{}") as Record<string, unknown>;
+    expect(Object.keys(first).slice(0, 2)).toEqual(["levelname", "message"]);
+    expect(terse.log()).toContain('"message":"request","method":"GET","route":"/liveness"');
+  });
+});

@@ -32,8 +32,8 @@ CREATE TABLE messages (
     PRIMARY KEY (id, subscription_key)
 );
 
--- Ready messages in the order consume takes them.
-CREATE INDEX messages_ready_idx ON messages (subscription_key, available_at) WHERE locked_at IS NULL;
+-- Ready messages in the order consume takes them: by time, then in publishing order.
+CREATE INDEX messages_ready_idx ON messages (subscription_key, available_at, id) WHERE locked_at IS NULL;
 -- Deliveries, for finding the ones whose lock expired.
 CREATE INDEX messages_locked_idx ON messages (subscription_key, locked_at) WHERE locked_at IS NOT NULL;
 
@@ -153,7 +153,7 @@ BEGIN
         SELECT m.id
         FROM messages AS m
         WHERE m.subscription_key = v_key AND m.locked_at IS NULL AND m.available_at <= now()
-        ORDER BY m.available_at
+        ORDER BY m.available_at, m.id
         LIMIT p_batch_size
         FOR UPDATE SKIP LOCKED
     );

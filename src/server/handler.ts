@@ -4,6 +4,7 @@ import { Code, ConnectError, type ConnectRouter, cors, createConnectRouter, type
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { DatabasePool } from "../db/pool.ts";
 import type { Logger } from "../logger.ts";
+import { createDocsHandler } from "./docs.ts";
 import { liveness, readiness } from "./health.ts";
 import type { Metrics } from "./metrics.ts";
 import { createRestHandler } from "./rest/rest-handler.ts";
@@ -49,6 +50,7 @@ export function createRequestHandler(options: HandlerOptions) {
   const rpcHandlers = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
   const handleRest = createRestHandler(restRoutesFromHandlers(router.handlers));
   const allowedOrigins = new Set(options.corsOrigins);
+  const handleDocs = createDocsHandler();
 
   /** Answers a request, noting in `taken` the route it took (a template, never a raw id), for logs and metrics. */
   async function route(req: NodeRequest, res: NodeResponse, url: URL, taken: { route: string }) {
@@ -65,6 +67,10 @@ export function createRequestHandler(options: HandlerOptions) {
       if (url.pathname === "/readiness") return sendJson(res, await readiness(options.db));
       const text = await options.renderMetrics();
       return send(res, 200, Buffer.from(text), options.metrics.contentType);
+    }
+    if (handleDocs(req, res, url)) {
+      taken.route = url.pathname.startsWith("/docs") ? "/docs" : url.pathname.startsWith("/redoc") ? "/redoc" : url.pathname;
+      return;
     }
     const abort = new AbortController();
     res.once("close", () => {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file fastpubsub/v1/access.proto.
  */
 export const file_fastpubsub_v1_access: GenFile = /*@__PURE__*/
-  fileDesc("ChpmYXN0cHVic3ViL3YxL2FjY2Vzcy5wcm90bxINZmFzdHB1YnN1Yi52MSI/CgZBY2Nlc3MSDQoFc2NvcGUYASABKAkSFgoOcmVzb3VyY2VfZmllbGQYAiABKAkSDgoGcHVibGljGAMgASgIOk8KBmFjY2VzcxIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGNKGAyABKAsyFS5mYXN0cHVic3ViLnYxLkFjY2Vzc1IGYWNjZXNzYgZwcm90bzM", [file_google_protobuf_descriptor]);
+  fileDesc("ChpmYXN0cHVic3ViL3YxL2FjY2Vzcy5wcm90bxINZmFzdHB1YnN1Yi52MSI/CgZBY2Nlc3MSDQoFc2NvcGUYASABKAkSFgoOcmVzb3VyY2VfZmllbGQYAiABKAkSDgoGcHVibGljGAMgASgIOk8KBmFjY2VzcxIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGNKGAyABKAsyFS5mYXN0cHVic3ViLnYxLkFjY2Vzc1IGYWNjZXNzQi5aLGZhc3RwdWJzdWIvZ2VuL2dvL2Zhc3RwdWJzdWIvdjE7ZmFzdHB1YnN1YnYxYgZwcm90bzM", [file_google_protobuf_descriptor]);
 
 /**
  * Access says who may call an RPC when authentication is enabled

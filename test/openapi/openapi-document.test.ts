@@ -1,0 +1,354 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { createFileRegistry, fromBinary } from "@bufbuild/protobuf";
+import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openApiDocument } from "../../src/openapi/openapi-document.ts";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const run = promisify(execFile);
+const env = { ...process.env, PATH: `${join(root, "node_modules", ".bin")}${delimiter}${process.env.PATH ?? ""}` };
+
+type Schema = { $ref?: string; type?: string | string[]; [key: string]: unknown };
+interface Operation {
+  tags: string[];
+  summary: string;
+  description: string;
+  operationId: string;
+  security?: Record<string, string[]>[];
+  parameters?: { name: string; in: string; required?: boolean; description?: string; schema: Schema }[];
+  requestBody?: { required?: boolean; content: Record<string, { schema: Schema }> };
+  responses: Record<string, { $ref?: string; description?: string; content?: Record<string, { schema: Schema }> }>;
+}
+interface Document {
+  openapi: string;
+  info: { title: string; version: string; description: string };
+  tags: { name: string; description?: string }[];
+  paths: Record<string, Record<string, Operation>>;
+  components: {
+    schemas: Record<string, Schema & { properties?: Record<string, Schema>; required?: string[]; description?: string }>;
+    responses: Record<string, { content: Record<string, { schema: Schema }> }>;
+    securitySchemes: Record<string, Record<string, string>>;
+  };
+}
+
+/** One REST call of the API, written out by hand from the API's reference. */
+interface Call {
+  operationId: string;
+  method: "get" | "post" | "put" | "delete";
+  path: string;
+  status: "200" | "201" | "204";
+  pathParams?: string[];
+  query?: Record<string, "integer" | "string">;
+  body?: "object" | "array";
+}
+
+const page = { offset: "integer", limit: "integer" } as const;
+
+const calls: Call[] = [
+  { operationId: "CreateTopic", method: "post", path: "/topics", status: "201", body: "object" },
+  { operationId: "GetTopic", method: "get", path: "/topics/{id}", status: "200", pathParams: ["id"] },
+  { operationId: "ListTopics", method: "get", path: "/topics", status: "200", query: page },
+  { operationId: "DeleteTopic", method: "delete", path: "/topics/{id}", status: "204", pathParams: ["id"] },
+  {
+    operationId: "PublishMessages",
+    method: "post",
+    path: "/topics/{topic_id}/messages",
+    status: "204",
+    pathParams: ["topic_id"],
+    body: "array",
+  },
+  { operationId: "CreateSubscription", method: "post", path: "/subscriptions", status: "201", body: "object" },
+  { operationId: "GetSubscription", method: "get", path: "/subscriptions/{id}", status: "200", pathParams: ["id"] },
+  { operationId: "ListSubscriptions", method: "get", path: "/subscriptions", status: "200", query: page },
+  { operationId: "DeleteSubscription", method: "delete", path: "/subscriptions/{id}", status: "204", pathParams: ["id"] },
+  {
+    operationId: "ConsumeMessages",
+    method: "get",
+    path: "/subscriptions/{subscription_id}/messages",
+    status: "200",
+    pathParams: ["subscription_id"],
+    query: { consumer_id: "string", batch_size: "integer" },
+  },
+  {
+    operationId: "AckMessages",
+    method: "post",
+    path: "/subscriptions/{subscription_id}/acks",
+    status: "204",
+    pathParams: ["subscription_id"],
+    body: "array",
+  },
+  {
+    operationId: "NackMessages",
+    method: "post",
+    path: "/subscriptions/{subscription_id}/nacks",
+    status: "204",
+    pathParams: ["subscription_id"],
+    body: "array",
+  },
+  {
+    operationId: "ListDlqMessages",
+    method: "get",
+    path: "/subscriptions/{subscription_id}/dlq",
+    status: "200",
+    pathParams: ["subscription_id"],
+    query: page,
+  },
+  {
+    operationId: "ReprocessDlqMessages",
+    method: "post",
+    path: "/subscriptions/{subscription_id}/dlq/reprocess",
+    status: "204",
+    pathParams: ["subscription_id"],
+    body: "array",
+  },
+  {
+    operationId: "GetSubscriptionMetrics",
+    method: "get",
+    path: "/subscriptions/{subscription_id}/metrics",
+    status: "200",
+    pathParams: ["subscription_id"],
+  },
+  { operationId: "CreateClient", method: "post", path: "/clients", status: "201", body: "object" },
+  { operationId: "GetClient", method: "get", path: "/clients/{id}", status: "200", pathParams: ["id"] },
+  { operationId: "ListClients", method: "get", path: "/clients", status: "200", query: page },
+  { operationId: "UpdateClient", method: "put", path: "/clients/{id}", status: "200", pathParams: ["id"], body: "object" },
+  { operationId: "DeleteClient", method: "delete", path: "/clients/{id}", status: "204", pathParams: ["id"] },
+  { operationId: "CreateToken", method: "post", path: "/oauth/token", status: "201", body: "object" },
+];
+
+const healthPaths = ["/liveness", "/readiness", "/metrics"];
+
+/** The comments of a proto file, keyed `service:Name`, `rpc:Name`, `message:Name` and `Message.field`. */
+function protoComments(source: string): Map<string, string> {
+  const comments = new Map<string, string>();
+  let pending: string[] = [];
+  let message: string | undefined;
+  for (const line of source.split("\n")) {
+    const comment = /^\s*\/\/ ?(.*)$/.exec(line);
+    if (comment) {
+      pending.push((comment[1] ?? "").trimEnd());
+      continue;
+    }
+    const declaration =
+      /^(service|message) (\w+) \{/.exec(line) ??
+      /^\s+(rpc) (\w+)\(/.exec(line) ??
+      /^\s+(?:optional |repeated )?[\w.]+ (\w+) = \d+/.exec(line);
+    if (declaration) {
+      let key: string;
+      if (declaration.length === 3) {
+        key = `${declaration[1]}:${declaration[2]}`;
+        if (declaration[1] === "message") message = declaration[2];
+      } else {
+        key = `${message}.${declaration[1]}`;
+      }
+      if (pending.length > 0) comments.set(key, pending.join("\n").trim());
+    }
+    if (/^\}/.test(line)) message = undefined;
+    pending = [];
+  }
+  return comments;
+}
+
+let document: Document;
+let text: string;
+let comments: Map<string, string>;
+
+beforeAll(async () => {
+  text = await readFile(join(root, "gen", "openapi.json"), "utf8");
+  document = JSON.parse(text) as Document;
+  const protoDir = join(root, "proto", "fastpubsub", "v1");
+  comments = new Map();
+  for (const name of await readdir(protoDir)) {
+    for (const entry of protoComments(await readFile(join(protoDir, name), "utf8"))) comments.set(...entry);
+  }
+});
+
+function operationOf(call: Call): Operation {
+  const operation = document.paths[call.path]?.[call.method];
+  if (!operation) throw new Error(`${call.method.toUpperCase()} ${call.path} is missing from gen/openapi.json`);
+  return operation;
+}
+
+function resolve(schema: Schema): Schema {
+  const name = schema.$ref?.replace("#/components/schemas/", "");
+  return name ? (document.components.schemas[name] ?? {}) : schema;
+}
+
+describe("gen/openapi.json", () => {
+  it("is an OpenAPI 3.1 document titled fastpubsub", () => {
+    expect(document.openapi).toBe("3.1.0");
+    expect(document.info.title).toBe("fastpubsub");
+    expect(document.info.description).not.toBe("");
+  });
+
+  it("has exactly the REST paths of the API and the health paths", () => {
+    const found = Object.entries(document.paths).flatMap(([path, item]) => Object.keys(item).map((method) => `${method} ${path}`));
+    const expected = [...calls.map((call) => `${call.method} ${call.path}`), ...healthPaths.map((path) => `get ${path}`)];
+    expect(found.sort()).toEqual(expected.sort());
+  });
+
+  it.each(calls)("$method $path answers $status with the right parameters and body", (call) => {
+    const operation = operationOf(call);
+    expect(operation.operationId).toBe(call.operationId);
+    const success = operation.responses[call.status];
+    expect(success, `response ${call.status}`).toBeDefined();
+    expect(Object.keys(operation.responses).filter((status) => status.startsWith("2"))).toEqual([call.status]);
+    if (call.status === "204") {
+      expect(success?.content).toBeUndefined();
+    } else {
+      expect(resolve(success?.content?.["application/json"]?.schema ?? {}).type).toBe("object");
+    }
+    const parameters = operation.parameters ?? [];
+    expect(parameters.filter((parameter) => parameter.in === "path").map((parameter) => parameter.name)).toEqual(call.pathParams ?? []);
+    for (const parameter of parameters.filter((candidate) => candidate.in === "path")) expect(parameter.required).toBe(true);
+    const query = Object.fromEntries(
+      parameters.filter((parameter) => parameter.in === "query").map((parameter) => [parameter.name, parameter.schema.type]),
+    );
+    expect(query).toEqual(call.query ?? {});
+    const body = operation.requestBody?.content["application/json"]?.schema;
+    expect(body && resolve(body).type).toBe(call.body);
+    for (const status of ["422", "500"]) {
+      expect(operation.responses[status]?.$ref).toMatch(/^#\/components\/responses\//);
+    }
+  });
+
+  it("describes every error as {detail: string}", () => {
+    expect(document.components.schemas.Error).toMatchObject({
+      type: "object",
+      properties: { detail: { type: "string" } },
+      required: ["detail"],
+    });
+    for (const [name, response] of Object.entries(document.components.responses)) {
+      expect(response.content["application/json"]?.schema, name).toEqual({ $ref: "#/components/schemas/Error" });
+    }
+    expect(Object.keys(document.paths["/readiness"]?.get?.responses ?? {})).toEqual(["200", "503"]);
+  });
+
+  it("names every property by its snake_case proto field name", () => {
+    const names = Object.values(document.components.schemas).flatMap((schema) => Object.keys(schema.properties ?? {}));
+    expect(names.length).toBeGreaterThan(20);
+    for (const name of names) expect(name).toMatch(/^[a-z][a-z0-9]*(_[a-z0-9]+)*$/);
+    expect(Object.keys(document.components.schemas.Subscription?.properties ?? {})).toEqual([
+      "id",
+      "topic_id",
+      "filter",
+      "max_delivery_attempts",
+      "backoff_min_seconds",
+      "backoff_max_seconds",
+      "created_at",
+    ]);
+  });
+
+  it("takes its descriptions from the proto comments", () => {
+    for (const call of calls) {
+      const comment = comments.get(`rpc:${call.operationId}`);
+      expect(comment, call.operationId).toBeDefined();
+      expect(operationOf(call).description.startsWith(comment ?? "-"), call.operationId).toBe(true);
+      expect(operationOf(call).summary).toBe((comment ?? "").replace(/\s+/g, " ").split(/(?<=\.) /)[0]);
+    }
+    for (const tag of document.tags.filter((candidate) => candidate.name.endsWith("Service"))) {
+      expect(tag.description).toBe(comments.get(`service:${tag.name}`));
+    }
+    let checked = 0;
+    for (const [name, schema] of Object.entries(document.components.schemas)) {
+      if (name === "Error") continue;
+      expect(comments.get(`message:${name}`), name).toBeDefined();
+      expect(schema.description, name).toBe(comments.get(`message:${name}`));
+      for (const [field, property] of Object.entries(schema.properties ?? {})) {
+        const comment = comments.get(`${name}.${field}`);
+        expect(comment, `${name}.${field}`).toBeDefined();
+        expect(property.description, `${name}.${field}`).toBe(comment);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(20);
+  });
+
+  it("carries the input rules of (fastpubsub.v1.rules)", () => {
+    const schemas = document.components.schemas;
+    expect(schemas.CreateTopicRequest?.properties?.id).toMatchObject({ pattern: "^[a-zA-Z0-9-._]+$", minLength: 1, maxLength: 128 });
+    expect(schemas.CreateTopicRequest?.required).toEqual(["id"]);
+    expect(schemas.CreateSubscriptionRequest?.properties?.max_delivery_attempts).toMatchObject({ type: "integer", minimum: 1 });
+    expect(schemas.CreateTokenRequest?.properties?.client_id).toMatchObject({ type: "string", format: "uuid" });
+    expect(schemas.CreateTokenRequest?.required).toEqual(["client_id", "client_secret"]);
+    const getClient = document.paths["/clients/{id}"]?.get?.parameters?.[0];
+    expect(getClient?.schema).toMatchObject({ type: "string", format: "uuid" });
+    const limit = document.paths["/topics"]?.get?.parameters?.find((parameter) => parameter.name === "limit");
+    expect(limit?.schema).toMatchObject({ type: "integer", minimum: 1, maximum: 100 });
+    expect(limit?.required).toBeUndefined();
+    const consumer = document.paths["/subscriptions/{subscription_id}/messages"]?.get?.parameters?.find(
+      (parameter) => parameter.name === "consumer_id",
+    );
+    expect(consumer?.required).toBe(true);
+    const acks = document.paths["/subscriptions/{subscription_id}/acks"]?.post?.requestBody;
+    expect(acks?.required).toBe(true);
+    expect(acks?.content["application/json"]?.schema).toEqual({ type: "array", items: { type: "string", format: "uuid" }, maxItems: 1000 });
+    const publish = document.paths["/topics/{topic_id}/messages"]?.post?.requestBody?.content["application/json"]?.schema;
+    expect(publish).toMatchObject({ type: "array", items: { type: "object" }, maxItems: 1000 });
+  });
+
+  it("asks for a bearer token with the RPC's scope except on public RPCs", () => {
+    expect(document.components.securitySchemes.bearerAuth).toMatchObject({ type: "http", scheme: "bearer", bearerFormat: "JWT" });
+    const publish = operationOf(calls.find((call) => call.operationId === "PublishMessages") as Call);
+    expect(publish.security).toEqual([{ bearerAuth: ["topics:publish"] }]);
+    expect(publish.description).toContain("`topics:publish`");
+    expect(publish.responses["401"]).toBeDefined();
+    expect(publish.responses["403"]).toBeDefined();
+    for (const call of calls.filter((candidate) => candidate.operationId !== "CreateToken")) {
+      expect(operationOf(call).security?.[0]?.bearerAuth?.[0], call.operationId).toMatch(/^[a-z]+:[a-z]+$/);
+    }
+    const token = operationOf(calls.find((call) => call.operationId === "CreateToken") as Call);
+    expect(token.security).toBeUndefined();
+    expect(token.description).toContain("public");
+  });
+
+  it("groups operations by service", () => {
+    expect(document.tags.map((tag) => tag.name)).toEqual(["AuthService", "ClientService", "SubscriptionService", "TopicService", "Health"]);
+    for (const call of calls) {
+      const service = call.path.startsWith("/topics")
+        ? "TopicService"
+        : call.path.startsWith("/subscriptions")
+          ? "SubscriptionService"
+          : call.path.startsWith("/clients")
+            ? "ClientService"
+            : "AuthService";
+      expect(operationOf(call).tags).toEqual([service]);
+    }
+  });
+});
+
+describe("generation", () => {
+  let out: string;
+  beforeAll(async () => {
+    out = await mkdtemp(join(tmpdir(), "fastpubsub-openapi-"));
+  });
+  afterAll(async () => {
+    await rm(out, { recursive: true, force: true });
+  });
+
+  it("is deterministic: two runs of buf generate reproduce gen/ byte for byte", { timeout: 60_000 }, async () => {
+    for (const attempt of ["first", "second"]) {
+      const dir = join(out, attempt);
+      await run("buf", ["generate", "-o", dir], { cwd: root, env });
+      const generated = (await readdir(join(dir, "gen"), { recursive: true })).sort();
+      expect(generated).toEqual((await readdir(join(root, "gen"), { recursive: true })).sort());
+      for (const name of generated.filter((candidate) => /\.(ts|json)$/.test(candidate))) {
+        expect(await readFile(join(dir, "gen", name), "utf8"), name).toBe(await readFile(join(root, "gen", name), "utf8"));
+      }
+    }
+    expect(text).toBe(`${JSON.stringify(document, null, 2)}\n`);
+  });
+
+  it("builds the same document from a buf image of the proto", { timeout: 60_000 }, async () => {
+    const image = join(out, "image.binpb");
+    await run("buf", ["build", "-o", image], { cwd: root, env });
+    const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, await readFile(image)));
+    const files = [...registry.files].filter((file) => file.name.startsWith("fastpubsub/") && file.services.length > 0).reverse();
+    expect(openApiDocument(files)).toEqual(document);
+  });
+});

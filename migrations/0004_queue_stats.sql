@@ -23,7 +23,7 @@ AS $$
         SELECT m.created_at
         FROM messages AS m
         WHERE m.subscription_key = s.key AND m.locked_at IS NULL AND m.available_at <= now()
-        ORDER BY m.available_at, m.id
+        ORDER BY m.available_at
         LIMIT 1
     ) AS head ON true
     ORDER BY s.id;

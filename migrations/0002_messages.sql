@@ -70,23 +70,6 @@ CREATE TABLE acked_counts (
 
 CREATE INDEX acked_counts_subscription_key_idx ON acked_counts (subscription_key, acked_at);
 
--- subscription_for_messages returns the subscription a message RPC names, or raises FP404.
-CREATE FUNCTION subscription_for_messages(p_subscription_id TEXT)
-RETURNS subscriptions
-LANGUAGE plpgsql
-STABLE
-AS $$
-DECLARE
-    v_subscription subscriptions;
-BEGIN
-    SELECT * INTO v_subscription FROM subscriptions WHERE id = p_subscription_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'Subscription not found' USING ERRCODE = 'FP404';
-    END IF;
-    RETURN v_subscription;
-END;
-$$;
-
 -- filter_matches tells whether a payload passes a subscription filter: for every
 -- key the payload has, its value's text must equal one of the key's values' text.
 CREATE FUNCTION filter_matches(p_filter JSONB, p_payload JSON)
@@ -148,7 +131,7 @@ RETURNS TABLE (id BIGINT, payload JSON, delivery_attempts INTEGER, created_at TI
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_key BIGINT := (subscription_for_messages(p_subscription_id)).key;
+    v_key BIGINT := (get_subscription(p_subscription_id)).key;
     v_ids BIGINT[];
 BEGIN
     v_ids := ARRAY(
@@ -182,7 +165,7 @@ RETURNS INTEGER
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_key BIGINT := (subscription_for_messages(p_subscription_id)).key;
+    v_key BIGINT := (get_subscription(p_subscription_id)).key;
     v_acked INTEGER;
 BEGIN
     DELETE FROM messages
@@ -252,7 +235,7 @@ RETURNS INTEGER
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_subscription subscriptions := subscription_for_messages(p_subscription_id);
+    v_subscription subscriptions := get_subscription(p_subscription_id);
 BEGIN
     RETURN release_deliveries(v_subscription, ARRAY(
         SELECT id FROM messages
@@ -270,7 +253,7 @@ LANGUAGE plpgsql
 STABLE
 AS $$
 DECLARE
-    v_key BIGINT := (subscription_for_messages(p_subscription_id)).key;
+    v_key BIGINT := (get_subscription(p_subscription_id)).key;
 BEGIN
     RETURN QUERY
     SELECT d.id, d.payload, d.delivery_attempts, d.created_at
@@ -289,7 +272,7 @@ RETURNS INTEGER
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_key BIGINT := (subscription_for_messages(p_subscription_id)).key;
+    v_key BIGINT := (get_subscription(p_subscription_id)).key;
     v_revived INTEGER;
 BEGIN
     WITH revived AS (
@@ -320,7 +303,7 @@ LANGUAGE plpgsql
 STABLE
 AS $$
 DECLARE
-    v_key BIGINT := (subscription_for_messages(p_subscription_id)).key;
+    v_key BIGINT := (get_subscription(p_subscription_id)).key;
 BEGIN
     RETURN QUERY
     SELECT

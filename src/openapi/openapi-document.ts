@@ -1,4 +1,5 @@
 import type { DescField, DescFile, DescMessage, DescMethod, DescService, JsonObject } from "@bufbuild/protobuf";
+import { type RestBinding, restBinding } from "../server/rest/rest-binding.ts";
 import { healthPaths, healthTag } from "./health-paths.ts";
 import { firstSentence, protoComment } from "./proto-comment.ts";
 import { type HttpRule, type ProtoOptions, protoOptions } from "./proto-options.ts";
@@ -45,16 +46,6 @@ const bearerAuth: JsonObject = {
     "An access token from POST /oauth/token, checked only when the server runs with FASTPUBSUB_AUTH_ENABLED=true. " +
     "Its scopes must include the operation's scope, the scope narrowed to the resource id (e.g. `topics:publish:orders`), or `*`.",
 };
-
-/** A REST route of one RPC, read from its google.api.http rule. */
-interface Route {
-  verb: (typeof verbs)[number];
-  template: string;
-  pathFields: DescField[];
-  queryFields: DescField[];
-  body: "none" | "message" | DescField;
-  successStatus: number;
-}
 
 /**
  * Builds the OpenAPI 3.1 document of the REST API from the proto files that
@@ -106,35 +97,20 @@ export function openApiDocument(files: readonly DescFile[]): JsonObject {
   };
 }
 
-function routeFromRule(method: DescMethod, rule: HttpRule): Route {
-  const where = `${method.parent.typeName}.${method.name}`;
+function routeFromRule(method: DescMethod, rule: HttpRule): RestBinding {
   const verb = verbs.find((candidate) => rule[candidate] !== undefined);
-  const template = verb && rule[verb];
-  if (!verb || !template) throw new Error(`${where}: unsupported google.api.http pattern`);
-  const field = (name: string) => {
-    const found = method.input.fields.find((candidate) => candidate.name === name);
-    if (!found) throw new Error(`${where}: ${name} is not a field of ${method.input.typeName}`);
-    return found;
-  };
-  const pathFields = [...template.matchAll(/\{(\w+)\}/g)].map((match) => field(match[1] ?? ""));
-  const body = !rule.body ? "none" : rule.body === "*" ? "message" : field(rule.body);
-  // As in google.api.http: fields bound neither by the path nor by the body come from the query string.
-  const queryFields =
-    body === "message"
-      ? []
-      : method.input.fields.filter(
-          (candidate) =>
-            !pathFields.includes(candidate) &&
-            candidate !== body &&
-            (candidate.fieldKind === "scalar" ||
-              candidate.fieldKind === "enum" ||
-              (candidate.fieldKind === "list" && candidate.listKind !== "message")),
-        );
-  const bodiless = method.output.typeName === "google.protobuf.Empty";
-  return { verb, template, pathFields, queryFields, body, successStatus: bodiless ? 204 : verb === "post" ? 201 : 200 };
+  const path = verb && rule[verb];
+  if (!verb || !path) throw new Error(`${method.parent.typeName}.${method.name}: unsupported google.api.http pattern`);
+  return restBinding(method, { verb, path, body: rule.body ?? "" });
 }
 
-function operation(service: DescService, method: DescMethod, route: Route, options: ProtoOptions, schemas: SchemaBuilder): JsonObject {
+function operation(
+  service: DescService,
+  method: DescMethod,
+  route: RestBinding,
+  options: ProtoOptions,
+  schemas: SchemaBuilder,
+): JsonObject {
   const access = options.access(method);
   if (!access) throw new Error(`${service.typeName}.${method.name} declares no (fastpubsub.v1.access)`);
   const comment = protoComment(method);
@@ -194,7 +170,7 @@ function requestBodyOf(
   return { ...(description === undefined ? {} : { description }), required: true, content: { "application/json": { schema } } };
 }
 
-function responses(method: DescMethod, route: Route, comment: string, secured: boolean, schemas: SchemaBuilder): JsonObject {
+function responses(method: DescMethod, route: RestBinding, comment: string, secured: boolean, schemas: SchemaBuilder): JsonObject {
   const success: JsonObject =
     route.successStatus === 204
       ? { description: "Done, no content." }

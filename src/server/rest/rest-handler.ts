@@ -97,10 +97,8 @@ function requestJson(route: RestRoute, params: Map<DescField, string>, query: UR
   const input = route.handler.method.input;
   const message: JsonObject = {};
   for (const [name, value] of query) {
-    const field = findField(input, name);
-    if (field && !params.has(field) && field.fieldKind !== "message") {
-      message[field.jsonName] = field.fieldKind === "list" ? query.getAll(name) : queryValue(field, value);
-    }
+    const field = route.queryFields.find((candidate) => candidate.name === name || candidate.jsonName === name);
+    if (field) message[field.jsonName] = field.fieldKind === "list" ? query.getAll(name) : queryValue(field, value);
   }
   if (route.body === "message") {
     if (body === undefined) body = {};

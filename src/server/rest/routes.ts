@@ -1,20 +1,10 @@
 import { type DescField, type DescMethod, getOption, hasOption } from "@bufbuild/protobuf";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { http } from "../../../gen/google/api/annotations_pb.ts";
+import { type HttpBinding, type RestBinding, restBinding } from "./rest-binding.ts";
 
-/** A REST route read from a method's google.api.http annotation. */
-export interface RestRoute {
-  /** The HTTP method, e.g. `POST`. */
-  verb: string;
-  /** The path template, e.g. `/topics/{id}`. */
-  template: string;
-  /** Each path segment: literal text, or the request field it binds. */
-  segments: (string | DescField)[];
-  /** Where the request body goes: nowhere, the whole message (`*`), or one field. */
-  body: "none" | "message" | DescField;
-  /** The status of a successful answer: 204 without a body, 201 for a POST that returns one, else 200. */
-  successStatus: number;
-  /** The Connect handler the request is passed to. */
+/** A REST route: an RPC's REST binding and the Connect handler requests are passed to. */
+export interface RestRoute extends RestBinding {
   handler: UniversalHandler;
 }
 
@@ -22,37 +12,17 @@ export interface RestRoute {
 export function restRoutesFromHandlers(handlers: readonly UniversalHandler[]): RestRoute[] {
   return handlers
     .filter((handler) => hasOption(handler.method, http))
-    .map((handler) => routeFromMethod(handler.method, handler))
+    .map((handler) => ({ ...restBinding(handler.method, httpBinding(handler.method)), handler }))
     .sort((a, b) => literalCount(b) - literalCount(a));
 }
 
-function routeFromMethod(method: DescMethod, handler: UniversalHandler): RestRoute {
+function httpBinding(method: DescMethod): HttpBinding {
   const rule = getOption(method, http);
-  const { case: verb, value: template } = rule.pattern;
+  const { case: verb, value: path } = rule.pattern;
   if (verb === undefined || verb === "custom") {
     throw new Error(`${method.parent.typeName}.${method.name}: unsupported google.api.http pattern`);
   }
-  const field = (name: string) => {
-    const found = method.input.fields.find((candidate) => candidate.name === name);
-    if (!found) throw new Error(`${method.parent.typeName}.${method.name}: ${name} is not a field of ${method.input.typeName}`);
-    return found;
-  };
-  const segments = template
-    .split("/")
-    .slice(1)
-    .map((segment) => {
-      const variable = /^\{(\w+)\}$/.exec(segment);
-      return variable?.[1] ? field(variable[1]) : segment;
-    });
-  const bodiless = method.output.typeName === "google.protobuf.Empty";
-  return {
-    verb: verb.toUpperCase(),
-    template,
-    segments,
-    body: rule.body === "" ? "none" : rule.body === "*" ? "message" : field(rule.body),
-    successStatus: bodiless ? 204 : verb === "post" ? 201 : 200,
-    handler,
-  };
+  return { verb, path, body: rule.body };
 }
 
 function literalCount(route: RestRoute) {
@@ -72,7 +42,7 @@ export function matchRoute(routes: readonly RestRoute[], verb: string, path: str
   for (const route of routes) {
     const params = matchSegments(route.segments, parts);
     if (!params) continue;
-    if (route.verb === verb) return { route, params };
+    if (route.verb === verb.toLowerCase()) return { route, params };
     pathMatched = true;
   }
   return { status: pathMatched ? 405 : 404 };

@@ -11,10 +11,10 @@ import { createRestHandler } from "./rest/rest-handler.ts";
 import { restRoutesFromHandlers } from "./rest/routes.ts";
 
 type NodeRequest = IncomingMessage | Http2ServerRequest;
+type NodeResponse = ServerResponse | Http2ServerResponse;
 
 // The paths answered here rather than by an RPC.
 const fixedPaths = new Set(["/liveness", "/readiness", "/metrics"]);
-type NodeResponse = ServerResponse | Http2ServerResponse;
 
 /** What the request handler serves. */
 export interface HandlerOptions {
@@ -38,7 +38,8 @@ export interface HandlerOptions {
 /**
  * Creates the handler of every HTTP request on the port: Connect, gRPC and
  * gRPC-Web calls go to their Connect handler, the REST paths to the same
- * handlers through the transcoder, and the health probes answer directly.
+ * handlers through the transcoder; the probes, /metrics and the API docs
+ * answer directly. Every request is timed, counted and logged once.
  */
 export function createRequestHandler(options: HandlerOptions) {
   const router = createConnectRouter({

@@ -411,12 +411,8 @@ RETURNS VOID
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_subscription subscriptions;
+    v_subscription subscriptions := get_subscription(p_id);
 BEGIN
-    SELECT * INTO v_subscription FROM subscriptions WHERE id = p_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'Subscription not found' USING ERRCODE = 'FP404';
-    END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended(v_subscription.topic_id, 0));
     DELETE FROM subscriptions WHERE id = p_id;
     IF NOT FOUND THEN

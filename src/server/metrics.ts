@@ -1,4 +1,5 @@
-import { Code, ConnectError, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import { ConnectError, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Database } from "../db/database.ts";
 import { getQueueStats } from "../db/messages.ts";
@@ -118,7 +119,7 @@ export function createMetrics(options: { db: Database; logger: Logger }) {
       try {
         return await next(request);
       } catch (error) {
-        code = codeName(ConnectError.from(error).code);
+        code = codeToString(ConnectError.from(error).code);
         throw error;
       } finally {
         stop();
@@ -143,9 +144,4 @@ function protocolOf(request: { header: Headers; contextValues: ContextValues }) 
   if (type.startsWith("application/grpc-web")) return "grpc-web";
   if (type.startsWith("application/grpc")) return "grpc";
   return "connect";
-}
-
-/** The Connect name of a code, e.g. `not_found`. */
-function codeName(code: Code) {
-  return (Code[code] ?? "unknown").replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 }

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import { type DescField, type DescMessage, type JsonObject, type JsonValue, ScalarType } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import { readAllBytes, type UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { codeFromString } from "@connectrpc/connect/protocol-connect";
 import { kRestRoute } from "../context.ts";
 import { httpStatusFromCode } from "./http-status.ts";
 import { matchRoute, type RestRoute } from "./routes.ts";
@@ -69,13 +70,8 @@ async function restResponseFromConnect(route: RestRoute, response: UniversalServ
     return route.successStatus === 204 ? { status: 204 } : { status: route.successStatus, body };
   }
   const error = JSON.parse(new TextDecoder().decode(body) || "{}") as { code?: string; message?: string };
-  const code = codeFromName(error.code);
+  const code = codeFromString(error.code ?? "") ?? Code.Internal;
   return detail(httpStatusFromCode(code), code === Code.Internal ? "Internal server error" : (error.message ?? ""));
-}
-
-function codeFromName(name: string | undefined): Code {
-  const key = Object.keys(Code).find((candidate) => candidate.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase() === name);
-  return key === undefined ? Code.Internal : Code[key as keyof typeof Code];
 }
 
 function detail(status: number, reason: string): RestResponse {

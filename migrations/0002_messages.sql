@@ -25,7 +25,7 @@ CREATE TABLE messages (
     delivery_attempts INTEGER NOT NULL DEFAULT 0,
     available_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     locked_at TIMESTAMPTZ,
-    consumer_id TEXT,
+    consumer_id TEXT, -- who holds the delivery, for operators (the API acks and nacks by id)
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     -- The id leads, so that a batch of ids is always found by index lookups
     -- (id = ANY (...)), however stale the planner's statistics.
@@ -60,6 +60,12 @@ CREATE TABLE queue_counts (
 );
 
 CREATE INDEX queue_counts_subscription_key_idx ON queue_counts (subscription_key);
+
+-- The counts of each subscription that has any: the sums of its deltas.
+CREATE VIEW queue_totals AS
+SELECT subscription_key, sum(available)::BIGINT AS available, sum(delivered)::BIGINT AS delivered, sum(dlq)::BIGINT AS dlq
+FROM queue_counts
+GROUP BY subscription_key;
 
 -- Acknowledgements, counted per call until cleanup_acked_messages drops them.
 CREATE TABLE acked_counts (
@@ -97,10 +103,7 @@ DECLARE
     v_routed INTEGER;
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(hashtextextended(p_topic_id, 0));
-    PERFORM 1 FROM topics WHERE id = p_topic_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'Topic not found' USING ERRCODE = 'FP404';
-    END IF;
+    PERFORM get_topic(p_topic_id);
     WITH routed AS (
         INSERT INTO messages (subscription_key, payload)
         SELECT s.key, m.payload
@@ -237,11 +240,13 @@ AS $$
 DECLARE
     v_subscription subscriptions := get_subscription(p_subscription_id);
 BEGIN
+    -- Locked here, so that the stuck-message cleanup cannot release them in between.
     RETURN release_deliveries(v_subscription, ARRAY(
         SELECT id FROM messages
         WHERE subscription_key = v_subscription.key
           AND id = ANY (p_message_ids)
           AND locked_at + make_interval(secs => p_lock_timeout_seconds) > now()
+        FOR UPDATE
     ));
 END;
 $$;
@@ -272,9 +277,12 @@ RETURNS INTEGER
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_key BIGINT := (get_subscription(p_subscription_id)).key;
+    v_subscription subscriptions := get_subscription(p_subscription_id);
+    v_key BIGINT := v_subscription.key;
     v_revived INTEGER;
 BEGIN
+    -- Like publish: no message may outlive a subscription being deleted.
+    PERFORM pg_advisory_xact_lock_shared(hashtextextended(v_subscription.topic_id, 0));
     WITH revived AS (
         DELETE FROM dead_letters
         WHERE subscription_key = v_key AND id = ANY (p_message_ids)
@@ -307,12 +315,12 @@ DECLARE
 BEGIN
     RETURN QUERY
     SELECT
-        coalesce(sum(q.available), 0)::BIGINT,
-        coalesce(sum(q.delivered), 0)::BIGINT,
+        coalesce(t.available, 0),
+        coalesce(t.delivered, 0),
         (SELECT coalesce(sum(a.acked), 0) FROM acked_counts AS a WHERE a.subscription_key = v_key)::BIGINT,
-        coalesce(sum(q.dlq), 0)::BIGINT
-    FROM queue_counts AS q
-    WHERE q.subscription_key = v_key;
+        coalesce(t.dlq, 0)
+    FROM (SELECT v_key AS subscription_key) AS s
+    LEFT JOIN queue_totals AS t USING (subscription_key);
 END;
 $$;
 

@@ -9,16 +9,12 @@ STABLE
 AS $$
     SELECT
         s.id,
-        coalesce(c.available, 0)::BIGINT,
-        coalesce(c.delivered, 0)::BIGINT,
-        coalesce(c.dlq, 0)::BIGINT,
+        coalesce(t.available, 0),
+        coalesce(t.delivered, 0),
+        coalesce(t.dlq, 0),
         coalesce(extract(epoch FROM now() - head.created_at), 0)::DOUBLE PRECISION
     FROM subscriptions AS s
-    LEFT JOIN (
-        SELECT subscription_key, sum(available) AS available, sum(delivered) AS delivered, sum(dlq) AS dlq
-        FROM queue_counts
-        GROUP BY subscription_key
-    ) AS c ON c.subscription_key = s.key
+    LEFT JOIN queue_totals AS t ON t.subscription_key = s.key
     LEFT JOIN LATERAL (
         SELECT m.created_at
         FROM messages AS m

@@ -1,5 +1,6 @@
 import pg from "pg";
 import type { Logger } from "../logger.ts";
+import { isStatementRefusal } from "./errors.ts";
 import { createDatabasePool, type DatabasePool } from "./pool.ts";
 
 /**
@@ -45,9 +46,9 @@ export async function openDatabase(url: string, options: DatabaseOptions): Promi
         client.release();
         return result;
       } catch (error) {
-        // pg-pool's own query() drops the connection after any error; one that
-        // PostgreSQL raised (e.g. FP404) leaves the connection fine, so keep it.
-        client.release(error instanceof pg.DatabaseError ? undefined : (error as Error));
+        // pg-pool's own query() drops the connection after any error; a refused
+        // statement (e.g. FP404) leaves the connection fine, so keep it.
+        client.release(isStatementRefusal(error) ? undefined : (error as Error));
         throw error;
       }
     },

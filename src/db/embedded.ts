@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { constants } from "node:fs";
-import { access, chmod, cp, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { access, chmod, cp, lstat, mkdir, mkdtemp, readFile, rename, rm, stat } from "node:fs/promises";
 import { registerHooks } from "node:module";
 import { arch, platform, userInfo } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -81,6 +81,9 @@ async function importWithoutSignalHandlers() {
 async function usableBaseDir(baseDir: string, logger: Logger): Promise<string> {
   if (userInfo().uid !== 0 || (await traversableByOthers(dirname(baseDir)))) return baseDir;
   const fallback = join("/tmp", `fastpubsub-${createHash("sha256").update(baseDir).digest("hex").slice(0, 12)}`);
+  if (await untrusted(fallback)) {
+    throw new Error(`${fallback} exists but is not root's alone: remove it, or set FASTPUBSUB_EMBEDDED_DATA_DIR`);
+  }
   logger.warning("the postgres user cannot reach the embedded data folder; using another", { wanted: baseDir, used: fallback });
   return fallback;
 }
@@ -97,9 +100,11 @@ async function useReachableBinaries(logger: Logger) {
   if (userInfo().uid !== 0 || (await traversableByOthers(join(packageDir, "native/bin")))) return;
   const { version } = JSON.parse(await readFile(join(packageDir, "package.json"), "utf8")) as { version: string };
   const copy = join("/tmp", `fastpubsub-postgres-${platform()}-${arch()}-${version}`);
+  // Root runs code from this copy: one that anybody else could have made or changed is replaced.
+  if (await untrusted(copy)) await rm(copy, { recursive: true, force: true });
   if (!(await exists(join(copy, "package.json")))) {
     logger.info("copying the embedded PostgreSQL binaries where the postgres user can reach them", { to: copy });
-    const partial = `${copy}.${process.pid}`;
+    const partial = await mkdtemp(`${copy}.`);
     await cp(packageDir, partial, { recursive: true, verbatimSymlinks: true });
     await chmod(partial, 0o755);
     await rename(partial, copy).catch(async (error: unknown) => {
@@ -111,6 +116,12 @@ async function useReachableBinaries(logger: Logger) {
   registerHooks({
     resolve: (specifier, context, next) => (specifier === name ? { url, shortCircuit: true } : next(specifier, context)),
   });
+}
+
+/** Tells whether something is at `path` other than a folder (not a link) that root owns and nobody else may write to. */
+async function untrusted(path: string): Promise<boolean> {
+  const info = await lstat(path).catch(() => undefined);
+  return info !== undefined && !(info.isDirectory() && info.uid === 0 && (info.mode & 0o022) === 0);
 }
 
 async function traversableByOthers(dir: string): Promise<boolean> {

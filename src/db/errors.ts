@@ -52,3 +52,15 @@ function isUnavailable(error: unknown): boolean {
   const cause = (error as { cause?: unknown } | null)?.cause;
   return cause !== undefined && cause !== error && isUnavailable(cause);
 }
+
+/**
+ * Tells whether PostgreSQL refused a statement (a SQLSTATE outside the
+ * connection classes 08 and 57P), which leaves the session usable.
+ */
+export function isStatementRefusal(error: unknown): boolean {
+  for (let current = error; current instanceof Error; current = current.cause) {
+    const code = sqlState(current);
+    if (code !== undefined && /^[0-9A-Z]{5}$/.test(code)) return !/^(08|57P)/.test(code);
+  }
+  return false;
+}

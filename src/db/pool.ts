@@ -1,5 +1,6 @@
 import { createPool, type DatabasePool, type Interceptor, SchemaValidationError } from "slonik";
 import type { Logger } from "../logger.ts";
+import { isStatementRefusal } from "./errors.ts";
 
 export type { DatabaseConnection, DatabasePool } from "slonik";
 
@@ -35,15 +36,6 @@ export interface PoolOptions {
 
 const queryMethods = new Set(["any", "anyFirst", "exists", "many", "manyFirst", "maybeOne", "maybeOneFirst", "one", "oneFirst", "query"]);
 
-/** Tells whether PostgreSQL refused a statement (a SQLSTATE outside the connection classes), leaving the session usable. */
-function isRefusal(error: unknown): boolean {
-  for (let current = error; current instanceof Error; current = current.cause) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return !/^(08|57P)/.test(code);
-  }
-  return false;
-}
-
 /**
  * Runs the pool's query methods on a connection that survives a refused
  * statement: slonik closes a connection after any error, so every 404 or 409
@@ -60,7 +52,7 @@ function keepConnectionsOnRefusal(pool: DatabasePool): DatabasePool {
             const method = Reflect.get(connection, name) as (...a: unknown[]) => Promise<unknown>;
             return { result: await method.apply(connection, args) };
           } catch (error) {
-            if (isRefusal(error)) return { refused: error };
+            if (isStatementRefusal(error)) return { refused: error };
             throw error;
           }
         });

@@ -28,10 +28,11 @@ export async function maintainTables(db: DatabasePool): Promise<string[]> {
         SELECT relname FROM pg_stat_user_tables
         WHERE relname = ANY (${sql.array([...hotTables], "text")}) AND n_dead_tup > 1000 + 0.05 * n_live_tup
       `);
-      for (const table of hotTables.filter((name) => stale.includes(name))) {
+      const vacuumed = hotTables.filter((name) => stale.includes(name));
+      for (const table of vacuumed) {
         await connection.query(sql.unsafe`VACUUM (ANALYZE) ${sql.identifier([table])}`);
       }
-      return hotTables.filter((name) => stale.includes(name));
+      return vacuumed;
     } finally {
       await connection.query(sql.unsafe`SELECT pg_advisory_unlock(${maintenanceLockKey})`);
     }
@@ -49,8 +50,9 @@ type Settings = Pick<
 
 /**
  * Runs the cleanup commands and the table maintenance in the server on their
- * intervals (0 switches one off), so that cron is optional. Returns a function
- * that stops them and waits for a run in progress.
+ * intervals (0 switches one off), so that cron is optional; a job still
+ * running when its next turn comes skips that turn. Returns a function that
+ * stops them and waits for the runs in progress.
  */
 export function startMaintenance(db: DatabasePool, settings: Settings, logger: Logger): () => Promise<void> {
   const jobs: { name: string; seconds: number; run: () => Promise<unknown> }[] = [
@@ -79,18 +81,19 @@ export function startMaintenance(db: DatabasePool, settings: Settings, logger: L
       },
     },
   ];
-  const running = new Set<Promise<unknown>>();
+  const running = new Map<string, Promise<unknown>>();
   const timers = jobs
     .filter((job) => job.seconds > 0)
     .map((job) =>
       setInterval(() => {
+        if (running.has(job.name)) return;
         const run = job.run().catch((error: unknown) => logger.warning(`${job.name} failed`, { error: String(error) }));
-        running.add(run);
-        void run.finally(() => running.delete(run));
+        running.set(job.name, run);
+        void run.finally(() => running.delete(job.name));
       }, job.seconds * 1000).unref(),
     );
   return async () => {
     for (const timer of timers) clearInterval(timer);
-    await Promise.all(running);
+    await Promise.all(running.values());
   };
 }

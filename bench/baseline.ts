@@ -12,7 +12,6 @@ export function createBaselineDriver(databaseUrl: string): Driver {
   const connect = async () => {
     const client = new pg.Client({ connectionString: databaseUrl });
     await client.connect();
-    await client.query("SET synchronous_commit = on");
     clients.push(client);
     return client;
   };
@@ -74,14 +73,6 @@ export function createBaselineDriver(databaseUrl: string): Driver {
         },
         close: () => client.end(),
       };
-    },
-    async deadTuples() {
-      const client = clients[0];
-      if (!client) return 0;
-      const { rows } = await client.query<{ n: string }>(
-        "SELECT n_dead_tup AS n FROM pg_stat_user_tables WHERE relname = 'bench_messages'",
-      );
-      return Number(rows[0]?.n ?? 0);
     },
     async close() {
       const first = clients[0];

@@ -27,7 +27,6 @@ export interface Driver {
   setup(topic: string, subscriptions: BenchSubscription[]): Promise<void>;
   publisher(): Promise<Publisher>;
   consumer(subscriptionId: string): Promise<Consumer>;
-  /** Counts the rows the scenario left in its tables, dead ones included, to show bloat. */
-  deadTuples?(): Promise<number>;
+  /** Removes what setup created, with every message left. */
   close(): Promise<void>;
 }

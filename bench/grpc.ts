@@ -50,6 +50,10 @@ export function createGrpcDriver(baseUrl: string): Driver {
         close: async () => {},
       };
     },
-    async close() {},
+    async close() {
+      await clients()
+        .topics.deleteTopic({ id: topic })
+        .catch(() => undefined);
+    },
   };
 }

@@ -60,6 +60,10 @@ export function createRestDriver(baseUrl: string): Driver {
         close: () => client.close(),
       };
     },
-    async close() {},
+    async close() {
+      const admin = connection(baseUrl);
+      await admin.expect("DELETE", `/topics/${topic}`, [204, 404]);
+      await admin.close();
+    },
   };
 }

@@ -90,7 +90,7 @@ for (const name of scenarios) {
         await driver.close();
       }
     }
-    const median = medianOf(results);
+    const median = medianOf(results, scenario.metric);
     const value = median[scenario.metric] ?? 0;
     if (target === "baseline") baseline = value;
     const ratio = baseline && target !== "baseline" ? `  ${(value / baseline).toFixed(2)}× baseline` : "";
@@ -105,14 +105,10 @@ for (const name of scenarios) {
 server.child?.kill("SIGTERM");
 rss?.stop();
 
-function medianOf(results: Record<string, number>[]) {
-  const keys = Object.keys(results[0] ?? {});
-  return Object.fromEntries(
-    keys.map((key) => {
-      const sorted = results.map((result) => result[key] ?? 0).sort((a, b) => a - b);
-      return [key, sorted[Math.floor(sorted.length / 2)] ?? 0];
-    }),
-  );
+/** The run whose headline figure is the median, so that all of a line's figures come from one run. */
+function medianOf(results: Record<string, number>[], metric: string) {
+  const sorted = [...results].sort((a, b) => (a[metric] ?? 0) - (b[metric] ?? 0));
+  return sorted[Math.floor(sorted.length / 2)] ?? {};
 }
 
 function format(figure: number) {

@@ -1,35 +1,77 @@
-import type { DescField, DescFile, DescMessage, DescMethod, DescService, JsonObject } from "@bufbuild/protobuf";
+import {
+  type DescField,
+  type DescFile,
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+  getOption,
+  hasOption,
+  type JsonObject,
+  type Registry,
+} from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { fieldFormats } from "../server/interceptors/field-formats.ts";
+import { methodAccess } from "../server/interceptors/method-access.ts";
+import { httpStatusFromCode } from "../server/rest/http-status.ts";
 import { type RestBinding, restBinding } from "../server/rest/rest-binding.ts";
 import { healthPaths, healthTag } from "./health-paths.ts";
 import { firstSentence, protoComment } from "./proto-comment.ts";
-import { type HttpRule, type ProtoOptions, protoOptions } from "./proto-options.ts";
+import { type ProtoOptions, protoOptions } from "./proto-options.ts";
 import { compare, createSchemaBuilder, describe, type SchemaBuilder } from "./schema-builder.ts";
 
-const verbs = ["get", "put", "post", "delete", "patch"] as const;
-
-/** The error answers of the REST API, by status: their component name and what they mean. */
-const errorResponses: Record<string, { name: string; description: string; example: string }> = {
-  "401": {
+/** The error answers of the REST API: the Connect code each stands for, its component name, what it means and an example reason. */
+const errorResponses: { code: Code; name: string; description: string; example: string }[] = [
+  {
+    code: Code.Unauthenticated,
     name: "Unauthenticated",
     description: "Authentication failed: no valid bearer token, or wrong client credentials.",
     example: "Invalid jwt token",
   },
-  "403": { name: "PermissionDenied", description: "The token's scopes do not grant this call.", example: "Insufficient scope" },
-  "404": { name: "NotFound", description: "The resource does not exist.", example: "Topic not found" },
-  "409": { name: "AlreadyExists", description: "A resource with the same id already exists.", example: "already exists" },
-  "413": {
+  {
+    code: Code.PermissionDenied,
+    name: "PermissionDenied",
+    description: "The token's scopes do not grant this call.",
+    example: "Insufficient scope",
+  },
+  { code: Code.NotFound, name: "NotFound", description: "The resource does not exist.", example: "Topic not found" },
+  {
+    code: Code.AlreadyExists,
+    name: "AlreadyExists",
+    description: "A resource with the same id already exists.",
+    example: "already exists",
+  },
+  {
+    code: Code.ResourceExhausted,
     name: "PayloadTooLarge",
     description: "The request body is larger than the server accepts.",
     example: "request body is larger than 16777216 bytes",
   },
-  "422": {
+  {
+    code: Code.InvalidArgument,
     name: "InvalidArgument",
     description: "The request is not valid JSON or breaks an input rule; the reason names the field.",
-    example: "id must be 1 to 128 characters of letters, digits, '-', '.' and '_'",
+    // What the validator answers for a topic id that breaks FORMAT_RESOURCE_ID.
+    example: `id ${fieldFormats.RESOURCE_ID.check("")}`,
   },
-  "500": { name: "InternalError", description: "An unexpected error; its cause is logged, never sent.", example: "Internal server error" },
-  "503": { name: "Unavailable", description: "The database is unavailable.", example: "database is unavailable" },
-};
+  {
+    code: Code.Internal,
+    name: "InternalError",
+    description: "An unexpected error; its cause is logged, never sent.",
+    example: "Internal server error",
+  },
+  { code: Code.Unavailable, name: "Unavailable", description: "The database is unavailable.", example: "database is unavailable" },
+];
+
+/** The error answers by the HTTP status the REST API gives their code, in ascending order. */
+const errorResponseByStatus = new Map(
+  errorResponses.map((response) => [statusOf(response.code), response] as const).sort(([a], [b]) => compare(a, b)),
+);
+if (errorResponseByStatus.size !== errorResponses.length) throw new Error("two error answers share an HTTP status");
+
+/** The HTTP status of a Connect code, as the REST API answers with it. */
+function statusOf(code: Code): string {
+  return String(httpStatusFromCode(code));
+}
 
 const errorSchema: JsonObject = {
   type: "object",
@@ -49,21 +91,24 @@ const bearerAuth: JsonObject = {
 
 /**
  * Builds the OpenAPI 3.1 document of the REST API from the proto files that
- * declare the services: a path for every google.api.http rule, schemas with
- * the (fastpubsub.v1.rules) input rules, descriptions from the proto comments
- * and bearer security from (fastpubsub.v1.access), plus the health paths.
+ * declare the services (`registry` holds them and their imports): a path for
+ * every google.api.http rule, schemas with the (fastpubsub.v1.rules) input
+ * rules, descriptions from the proto comments and bearer security from
+ * (fastpubsub.v1.access), plus the health paths.
  */
-export function openApiDocument(files: readonly DescFile[]): JsonObject {
+export function openApiDocument(registry: Registry, files: readonly DescFile[]): JsonObject {
   const sortedFiles = [...files].sort((a, b) => compare(a.name, b.name));
-  const options = protoOptions(sortedFiles);
+  const options = protoOptions(registry);
   const schemas = createSchemaBuilder(options);
   const services = sortedFiles.flatMap((file) => file.services);
   const paths: Record<string, JsonObject> = {};
   for (const service of services) {
     for (const method of service.methods) {
-      const rule = options.httpRule(method);
-      if (!rule) continue;
-      const route = routeFromRule(method, rule);
+      if (!hasOption(method, options.http)) continue;
+      const route = restBinding(method, getOption(method, options.http));
+      if (paths[route.template]?.[route.verb]) {
+        throw new Error(`${service.typeName}.${method.name}: another RPC is already ${route.verb.toUpperCase()} ${route.template}`);
+      }
       paths[route.template] = { ...paths[route.template], [route.verb]: operation(service, method, route, options, schemas) };
     }
   }
@@ -84,7 +129,7 @@ export function openApiDocument(files: readonly DescFile[]): JsonObject {
     components: {
       schemas: Object.fromEntries(Object.entries(componentSchemas).sort(([a], [b]) => compare(a, b))),
       responses: Object.fromEntries(
-        Object.values(errorResponses).map(({ name, description, example }) => [
+        [...errorResponseByStatus.values()].map(({ name, description, example }) => [
           name,
           {
             description,
@@ -97,13 +142,6 @@ export function openApiDocument(files: readonly DescFile[]): JsonObject {
   };
 }
 
-function routeFromRule(method: DescMethod, rule: HttpRule): RestBinding {
-  const verb = verbs.find((candidate) => rule[candidate] !== undefined);
-  const path = verb && rule[verb];
-  if (!verb || !path) throw new Error(`${method.parent.typeName}.${method.name}: unsupported google.api.http pattern`);
-  return restBinding(method, { verb, path, body: rule.body ?? "" });
-}
-
 function operation(
   service: DescService,
   method: DescMethod,
@@ -111,12 +149,11 @@ function operation(
   options: ProtoOptions,
   schemas: SchemaBuilder,
 ): JsonObject {
-  const access = options.access(method);
-  if (!access) throw new Error(`${service.typeName}.${method.name} declares no (fastpubsub.v1.access)`);
+  const access = methodAccess(method, options.access);
   const comment = protoComment(method);
-  const secured = access.public !== true;
-  const scope = access.scope ?? "";
-  const narrowed = access.resource_field ? ` or \`${scope}:{${access.resource_field}}\`` : "";
+  const secured = !access.public;
+  const scope = access.scope;
+  const narrowed = access.resourceField ? ` or \`${scope}:{${access.resourceField.name}}\`` : "";
   const accessNote = secured
     ? `**Access:** a bearer token with the scope \`${scope}\`${narrowed}, when authentication is enabled.`
     : "**Access:** public, no token needed.";
@@ -138,12 +175,12 @@ function operation(
 }
 
 function parameter(field: DescField, location: "path" | "query", schemas: SchemaBuilder): JsonObject {
-  const { description: _, ...schema } = schemas.fieldSchema(field);
+  const { description, ...schema } = schemas.fieldSchema(field);
   const required = location === "path" || schemas.isRequired(field);
   return {
     name: field.name,
     in: location,
-    ...describe(protoComment(field)),
+    ...(description === undefined ? {} : { description }),
     ...(required ? { required: true } : {}),
     schema,
     ...(field.fieldKind === "list" ? { style: "form", explode: true } : {}),
@@ -178,15 +215,15 @@ function responses(method: DescMethod, route: RestBinding, comment: string, secu
           description: firstSentence(protoComment(method.output)) || "Success.",
           content: { "application/json": { schema: schemas.messageSchema(method.output) } },
         };
-  const errors = new Set(["422", "500", "503"]);
-  if (secured) for (const status of ["401", "403"]) errors.add(status);
-  if (route.pathFields.length > 0) errors.add("404");
-  if (route.body !== "none") errors.add("413");
+  const errors = new Set([Code.InvalidArgument, Code.Internal, Code.Unavailable].map(statusOf));
+  if (secured) for (const code of [Code.Unauthenticated, Code.PermissionDenied]) errors.add(statusOf(code));
+  if (route.pathFields.length > 0) errors.add(statusOf(Code.NotFound));
+  if (route.body !== "none") errors.add(statusOf(Code.ResourceExhausted));
   // Comments name the other errors an RPC answers with, as in "already_exists (REST: 409)".
-  for (const match of comment.matchAll(/REST: (\d{3})/g)) if (match[1] && errorResponses[match[1]]) errors.add(match[1]);
+  for (const match of comment.matchAll(/REST: (\d{3})/g)) if (match[1] && errorResponseByStatus.has(match[1])) errors.add(match[1]);
   const answers: Record<string, JsonObject> = { [String(route.successStatus)]: success };
   for (const status of [...errors].sort(compare)) {
-    answers[status] = { $ref: `#/components/responses/${errorResponses[status]?.name}` };
+    answers[status] = { $ref: `#/components/responses/${errorResponseByStatus.get(status)?.name}` };
   }
   return answers;
 }

@@ -1,77 +1,38 @@
-import {
-  type DescExtension,
-  type DescField,
-  type DescFile,
-  type DescMethod,
-  getOption,
-  hasOption,
-  type Message,
-  toJson,
-} from "@bufbuild/protobuf";
-
-/** A google.api.http rule in proto JSON: one verb key holding the path template, and the body binding. */
-export interface HttpRule {
-  get?: string;
-  put?: string;
-  post?: string;
-  delete?: string;
-  patch?: string;
-  body?: string;
-}
-
-/** A (fastpubsub.v1.access) option in proto JSON. */
-export interface Access {
-  scope?: string;
-  resource_field?: string;
-  public?: boolean;
-}
-
-/** A (fastpubsub.v1.rules) option in proto JSON; `format` is a fastpubsub.v1.Format value name. */
-export interface FieldRules {
-  format?: string;
-  min?: number;
-  max?: number;
-  required?: boolean;
-  max_items?: number;
-}
-
-/** Reads the custom options that shape the REST API from method and field descriptors. */
-export interface ProtoOptions {
-  httpRule(method: DescMethod): HttpRule | undefined;
-  access(method: DescMethod): Access | undefined;
-  fieldRules(field: DescField): FieldRules;
-}
+import type { DescEnum, Message, Registry } from "@bufbuild/protobuf";
+import type { GenExtension } from "@bufbuild/protobuf/codegenv2";
+import type { FieldOptions, MethodOptions } from "@bufbuild/protobuf/wkt";
+// Types only: the plugin runs before gen/ exists (buf.gen.yaml's clean: true), and reads the proto files as they are now.
+import type { Access } from "../../gen/fastpubsub/v1/access_pb.ts";
+import type { FieldRules } from "../../gen/fastpubsub/v1/field_rules_pb.ts";
+import type { HttpRule } from "../../gen/google/api/http_pb.ts";
 
 /**
- * Finds the extensions google.api.http, fastpubsub.v1.access and
- * fastpubsub.v1.rules among the files and their imports, and returns readers
- * of their values.
+ * The descriptors of the custom options that shape the REST API, taken from
+ * the registry of the proto files. They read an option into the same shape as
+ * gen/'s, so they are typed as gen/'s and feed the code the server runs.
  */
-export function protoOptions(files: readonly DescFile[]): ProtoOptions {
-  const http = findExtension(files, "google.api.http");
-  const access = findExtension(files, "fastpubsub.v1.access");
-  const rules = findExtension(files, "fastpubsub.v1.rules");
+export interface ProtoOptions {
+  http: GenExtension<MethodOptions, HttpRule>;
+  access: GenExtension<MethodOptions, Access>;
+  rules: GenExtension<FieldOptions, FieldRules>;
+  /** fastpubsub.v1.Format, the enum of FieldRules.format. */
+  format: DescEnum;
+}
+
+/** Finds google.api.http, fastpubsub.v1.access, fastpubsub.v1.rules and fastpubsub.v1.Format in a registry. */
+export function protoOptions(registry: Registry): ProtoOptions {
+  const format = registry.getEnum("fastpubsub.v1.Format");
+  if (!format) throw new Error("the enum fastpubsub.v1.Format is declared by none of the files or their imports");
   return {
-    httpRule: (method) => optionJson<HttpRule>(method, http),
-    access: (method) => optionJson<Access>(method, access),
-    fieldRules: (field) => optionJson<FieldRules>(field, rules) ?? {},
+    http: extension(registry, "google.api.http"),
+    access: extension(registry, "fastpubsub.v1.access"),
+    rules: extension(registry, "fastpubsub.v1.rules"),
+    format,
   };
 }
 
-function findExtension(files: readonly DescFile[], typeName: string): DescExtension {
-  const seen = new Set<DescFile>();
-  const queue = [...files];
-  for (const file of queue) {
-    if (seen.has(file)) continue;
-    seen.add(file);
-    const extension = file.extensions.find((candidate) => candidate.typeName === typeName);
-    if (extension) return extension;
-    queue.push(...file.dependencies);
-  }
-  throw new Error(`the extension ${typeName} is declared by none of the files or their imports`);
-}
-
-function optionJson<T>(element: DescMethod | DescField, extension: DescExtension): T | undefined {
-  if (!hasOption(element, extension) || !extension.message) return undefined;
-  return toJson(extension.message, getOption(element, extension) as Message, { useProtoFieldName: true }) as T;
+function extension<Extendee extends Message, Value>(registry: Registry, typeName: string): GenExtension<Extendee, Value> {
+  const found = registry.getExtension(typeName);
+  if (!found) throw new Error(`the extension ${typeName} is declared by none of the files or their imports`);
+  return found as GenExtension<Extendee, Value>;
 }

@@ -20,7 +20,8 @@ const protocGenOpenApi: Plugin = {
     const files = request.fileToGenerate
       .map((name) => registry.getFile(name))
       .filter((file): file is DescFile => file !== undefined && file.services.length > 0);
-    const document = files.length > 0 ? [{ name: "openapi.json", content: `${JSON.stringify(openApiDocument(files), null, 2)}\n` }] : [];
+    const document =
+      files.length > 0 ? [{ name: "openapi.json", content: `${JSON.stringify(openApiDocument(registry, files), null, 2)}\n` }] : [];
     return create(CodeGeneratorResponseSchema, {
       supportedFeatures: BigInt(CodeGeneratorResponse_Feature.PROTO3_OPTIONAL),
       file: document,

@@ -1,6 +1,9 @@
-import { type DescField, type DescMessage, type JsonObject, ScalarType } from "@bufbuild/protobuf";
+import { type DescField, type DescMessage, getOption, type JsonObject, ScalarType } from "@bufbuild/protobuf";
+// Types only: the plugin runs before gen/ exists (buf.gen.yaml's clean: true).
+import type { FieldRules } from "../../gen/fastpubsub/v1/field_rules_pb.ts";
+import { fieldFormat } from "../server/interceptors/field-formats.ts";
 import { protoComment } from "./proto-comment.ts";
-import type { FieldRules, ProtoOptions } from "./proto-options.ts";
+import type { ProtoOptions } from "./proto-options.ts";
 
 /** Builds JSON Schemas for proto messages and fields as the server reads and writes them in JSON, collecting the components they refer to. */
 export interface SchemaBuilder {
@@ -15,15 +18,6 @@ export interface SchemaBuilder {
   /** The component schemas referred to so far, by name. */
   components(): JsonObject;
 }
-
-/** The pattern, length limits and description of a topic or subscription id (FORMAT_RESOURCE_ID). */
-const resourceId = { pattern: "^[a-zA-Z0-9-._]+$", minLength: 1, maxLength: 128 };
-
-// A text that is not blank has at least one character that is not white space; JSON Schema patterns are not anchored.
-const notBlank = { minLength: 1, pattern: "\\S" };
-
-// Formats that no empty string passes, so a request must set the field.
-const formatsRefusingEmpty = new Set(["FORMAT_RESOURCE_ID", "FORMAT_UUID", "FORMAT_NOT_BLANK", "FORMAT_SCOPES"]);
 
 /** Creates a schema builder that reads input rules through `options`. */
 export function createSchemaBuilder(options: ProtoOptions): SchemaBuilder {
@@ -57,14 +51,14 @@ export function createSchemaBuilder(options: ProtoOptions): SchemaBuilder {
   }
 
   function fieldSchema(field: DescField): JsonObject {
-    const rules = options.fieldRules(field);
+    const rules = getOption(field, options.rules);
     let schema: JsonObject;
     switch (field.fieldKind) {
       case "list":
         schema = {
           type: "array",
           items: elementSchema(field, rules),
-          ...(rules.max_items === undefined ? {} : { maxItems: rules.max_items }),
+          ...(rules.maxItems === undefined ? {} : { maxItems: rules.maxItems }),
         };
         break;
       case "map":
@@ -77,15 +71,16 @@ export function createSchemaBuilder(options: ProtoOptions): SchemaBuilder {
   }
 
   function elementSchema(field: DescField, rules: FieldRules): JsonObject {
-    if (rules.format === "FORMAT_FILTER") return filterSchema;
-    if (field.message) return messageSchema(field.message);
+    const format = fieldFormat(options.format, rules.format).schema;
+    if (field.message) return { ...messageSchema(field.message), ...format };
     if (field.enum) return { type: "string", enum: field.enum.values.map((value) => value.name) };
-    return { ...scalarSchema(field.scalar ?? ScalarType.STRING), ...textRules(rules), ...rangeRules(rules) };
+    return { ...scalarSchema(field.scalar ?? ScalarType.STRING), ...format, ...rangeRules(rules) };
   }
 
+  // The validator checks each element of a repeated field against its format, so an empty list passes.
   function isRequired(field: DescField): boolean {
-    const rules = options.fieldRules(field);
-    return rules.required === true || (field.fieldKind !== "list" && formatsRefusingEmpty.has(rules.format ?? ""));
+    const rules = getOption(field, options.rules);
+    return rules.required || (field.fieldKind !== "list" && fieldFormat(options.format, rules.format).refusesEmpty);
   }
 
   return {
@@ -95,26 +90,6 @@ export function createSchemaBuilder(options: ProtoOptions): SchemaBuilder {
     isRequired,
     components: () => Object.fromEntries([...components].sort(([a], [b]) => compare(a, b)).map(([name, { schema }]) => [name, schema])),
   };
-}
-
-// A filter: null, or an object whose values are arrays of accepted strings, numbers or booleans.
-const filterSchema: JsonObject = {
-  type: ["object", "null"],
-  additionalProperties: { type: "array", items: { type: ["string", "number", "boolean"] } },
-};
-
-function textRules(rules: FieldRules): JsonObject {
-  switch (rules.format) {
-    case "FORMAT_RESOURCE_ID":
-      return resourceId;
-    case "FORMAT_UUID":
-      return { format: "uuid" };
-    case "FORMAT_NOT_BLANK":
-    case "FORMAT_SCOPES":
-      return notBlank;
-    default:
-      return {};
-  }
 }
 
 function rangeRules(rules: FieldRules): JsonObject {

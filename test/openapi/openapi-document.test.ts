@@ -1,13 +1,19 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { cp, mkdtemp, readdir, readFile, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { createFileRegistry, fromBinary } from "@bufbuild/protobuf";
+import { create, createFileRegistry, type DescMessage, fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CreateTokenRequestSchema } from "../../gen/fastpubsub/v1/auth_service_pb.ts";
+import { CreateClientRequestSchema } from "../../gen/fastpubsub/v1/client_service_pb.ts";
+import { CreateSubscriptionRequestSchema } from "../../gen/fastpubsub/v1/subscription_service_pb.ts";
+import { CreateTopicRequestSchema } from "../../gen/fastpubsub/v1/topic_service_pb.ts";
 import { openApiDocument } from "../../src/openapi/openapi-document.ts";
+import { validateMessage } from "../../src/server/interceptors/validation.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const run = promisify(execFile);
@@ -154,6 +160,57 @@ function protoComments(source: string): Map<string, string> {
   return comments;
 }
 
+// Either case, with or without each hyphen, as the validator reads a UUID.
+const uuidPattern = "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$";
+
+/** Texts at the edges of the text formats. */
+const texts = [
+  "",
+  " ",
+  "\t\n",
+  "orders",
+  "orders.eu-west_1",
+  "bad id",
+  "ordèrs",
+  "a".repeat(128),
+  "a".repeat(129),
+  "01234567-89ab-cdef-0123-456789abcdef",
+  "01234567-89AB-CDEF-0123-456789ABCDEF",
+  "0123456789abcdef0123456789abcdef",
+  "01234567-89abcdef-0123456789abcdef",
+  "{01234567-89ab-cdef-0123-456789abcdef}",
+  "01234567-89ab-cdef-0123-456789abcde",
+  "g1234567-89ab-cdef-0123-456789abcdef",
+];
+
+/** Request fields of each text format (but FORMAT_SCOPES, which the document only states as not blank), with valid values for the fields checked around them. */
+const textFields: { message: DescMessage; field: string; others?: Record<string, string> }[] = [
+  { message: CreateTopicRequestSchema, field: "id" },
+  { message: CreateSubscriptionRequestSchema, field: "topic_id", others: { id: "orders" } },
+  { message: CreateTokenRequestSchema, field: "client_id", others: { clientSecret: "secret" } },
+  { message: CreateClientRequestSchema, field: "name", others: { scopes: "*" } },
+];
+
+type TextRules = { pattern: string; minLength?: number; maxLength?: number };
+
+/** Whether a JSON Schema validator lets the text through the field's schema (patterns in Unicode mode, lengths in code points). */
+function documentAllows(schema: TextRules, text: string): boolean {
+  const length = [...text].length;
+  return new RegExp(schema.pattern, "u").test(text) && length >= (schema.minLength ?? 0) && length <= (schema.maxLength ?? Infinity);
+}
+
+/** Whether the server's validator lets the text through the field `name`, the `others` (by local name) being valid. */
+function validatorAccepts(message: DescMessage, name: string, text: string, others: Record<string, string> = {}): boolean {
+  const field = message.fields.find((candidate) => candidate.name === name);
+  try {
+    validateMessage(message, create(message, { ...others, [field?.localName ?? name]: text }));
+    return true;
+  } catch (error) {
+    expect(ConnectError.from(error).rawMessage).toMatch(new RegExp(`^${name} `));
+    return false;
+  }
+}
+
 let document: Document;
 let text: string;
 let comments: Map<string, string>;
@@ -274,10 +331,10 @@ describe("gen/openapi.json", () => {
     expect(schemas.CreateTopicRequest?.properties?.id).toMatchObject({ pattern: "^[a-zA-Z0-9-._]+$", minLength: 1, maxLength: 128 });
     expect(schemas.CreateTopicRequest?.required).toEqual(["id"]);
     expect(schemas.CreateSubscriptionRequest?.properties?.max_delivery_attempts).toMatchObject({ type: "integer", minimum: 1 });
-    expect(schemas.CreateTokenRequest?.properties?.client_id).toMatchObject({ type: "string", format: "uuid" });
+    expect(schemas.CreateTokenRequest?.properties?.client_id).toMatchObject({ type: "string", pattern: uuidPattern });
     expect(schemas.CreateTokenRequest?.required).toEqual(["client_id", "client_secret"]);
     const getClient = document.paths["/clients/{id}"]?.get?.parameters?.[0];
-    expect(getClient?.schema).toMatchObject({ type: "string", format: "uuid" });
+    expect(getClient?.schema).toMatchObject({ type: "string", pattern: uuidPattern });
     const limit = document.paths["/topics"]?.get?.parameters?.find((parameter) => parameter.name === "limit");
     expect(limit?.schema).toMatchObject({ type: "integer", minimum: 1, maximum: 100 });
     expect(limit?.required).toBeUndefined();
@@ -287,10 +344,25 @@ describe("gen/openapi.json", () => {
     expect(consumer?.required).toBe(true);
     const acks = document.paths["/subscriptions/{subscription_id}/acks"]?.post?.requestBody;
     expect(acks?.required).toBe(true);
-    expect(acks?.content["application/json"]?.schema).toEqual({ type: "array", items: { type: "string", format: "uuid" }, maxItems: 1000 });
+    expect(acks?.content["application/json"]?.schema).toEqual({
+      type: "array",
+      items: { type: "string", pattern: uuidPattern },
+      maxItems: 1000,
+    });
     const publish = document.paths["/topics/{topic_id}/messages"]?.post?.requestBody?.content["application/json"]?.schema;
     expect(publish).toMatchObject({ type: "array", items: { type: "object" }, maxItems: 1000 });
   });
+
+  it.each(textFields.map((test) => ({ ...test, type: test.message.name })))(
+    "states exactly the texts the validator accepts in $field of $type",
+    ({ message, field, others }) => {
+      const schema = document.components.schemas[message.name]?.properties?.[field] as Schema & TextRules;
+      expect(schema?.pattern).toBeDefined();
+      for (const text of texts) {
+        expect(documentAllows(schema, text), JSON.stringify(text)).toBe(validatorAccepts(message, field, text, others));
+      }
+    },
+  );
 
   it("asks for a bearer token with the RPC's scope except on public RPCs", () => {
     expect(document.components.securitySchemes.bearerAuth).toMatchObject({ type: "http", scheme: "bearer", bearerFormat: "JWT" });
@@ -344,11 +416,21 @@ describe("generation", () => {
     expect(text).toBe(`${JSON.stringify(document, null, 2)}\n`);
   });
 
+  it("runs without gen/, which buf generate removes first", { timeout: 60_000 }, async () => {
+    const dir = join(out, "fresh");
+    for (const name of ["src", "proto", "buf.yaml", "buf.gen.yaml", "package.json"]) {
+      await cp(join(root, name), join(dir, name), { recursive: true });
+    }
+    await symlink(join(root, "node_modules"), join(dir, "node_modules"));
+    await run("buf", ["generate"], { cwd: dir, env });
+    expect(await readFile(join(dir, "gen", "openapi.json"), "utf8")).toBe(text);
+  });
+
   it("builds the same document from a buf image of the proto", { timeout: 60_000 }, async () => {
     const image = join(out, "image.binpb");
     await run("buf", ["build", "-o", image], { cwd: root, env });
     const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, await readFile(image)));
     const files = [...registry.files].filter((file) => file.name.startsWith("fastpubsub/") && file.services.length > 0).reverse();
-    expect(openApiDocument(files)).toEqual(document);
+    expect(openApiDocument(registry, files)).toEqual(document);
   });
 });

@@ -88,7 +88,8 @@ export const Format = {
   RESOURCE_ID: 1,
 
   /**
-   * FORMAT_UUID is a UUID in its canonical textual form.
+   * FORMAT_UUID is a UUID: 32 hexadecimal digits of either case, grouped
+   * 8-4-4-4-12 by hyphens, any of which may be left out.
    *
    * @generated from enum value: FORMAT_UUID = 2;
    */

@@ -1,30 +1,16 @@
-import { type DescMethod, type DescService, getOption, hasOption } from "@bufbuild/protobuf";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { access } from "../../../gen/fastpubsub/v1/access_pb.ts";
 import type { ClientStates } from "../../services/client-states.ts";
 import { hasScope } from "../../services/scopes.ts";
 import { InvalidTokenError, type Tokens } from "../../services/tokens.ts";
 import { kClient } from "../context.ts";
-
-/** Who may call one RPC, read from its (fastpubsub.v1.access) option. */
-interface MethodAccess {
-  public: boolean;
-  scope: string;
-  /** The local (camelCase) name of the request field holding the resource id. */
-  resourceField?: string;
-}
+import { type MethodAccess, methodAccess } from "./method-access.ts";
 
 /** Reads the access rule of every RPC of the services; throws when one has none, so that nothing is open by mistake. */
 export function accessRules(services: readonly DescService[]): Map<DescMethod, MethodAccess> {
-  const rules = new Map<DescMethod, MethodAccess>();
-  for (const method of services.flatMap((service) => service.methods)) {
-    if (!hasOption(method, access)) throw new Error(`${method.parent.typeName}.${method.name} declares no (fastpubsub.v1.access)`);
-    const rule = getOption(method, access);
-    const field = method.input.fields.find((candidate) => candidate.name === rule.resourceField);
-    if (rule.resourceField && !field) throw new Error(`${method.parent.typeName}.${method.name}: no field ${rule.resourceField}`);
-    rules.set(method, { public: rule.public, scope: rule.scope, resourceField: field?.localName });
-  }
-  return rules;
+  const methods = services.flatMap((service) => service.methods);
+  return new Map(methods.map((method) => [method, methodAccess(method, access)]));
 }
 
 const unauthenticated = (reason: string) => new ConnectError(reason, Code.Unauthenticated);
@@ -59,7 +45,7 @@ export function createAuthInterceptor(options: {
     if (state.tokenVersion !== claims.ver) throw unauthenticated("Token revoked");
     const resourceId =
       rule.resourceField && !request.stream
-        ? String((request.message as unknown as Record<string, unknown>)[rule.resourceField] ?? "")
+        ? String((request.message as unknown as Record<string, unknown>)[rule.resourceField.localName] ?? "")
         : undefined;
     const scopes = new Set(claims.scope.split(/\s+/).filter(Boolean));
     if (!hasScope(scopes, rule.scope, resourceId)) throw new ConnectError("Insufficient scope", Code.PermissionDenied);

@@ -1,46 +1,10 @@
 import { type DescField, type DescMessage, getOption, hasOption, type Message } from "@bufbuild/protobuf";
-import type { Value } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { type FieldRules, Format, rules } from "../../../gen/fastpubsub/v1/field_rules_pb.ts";
-import { isValidScope } from "../../services/scopes.ts";
+import { type FieldRules, Format, FormatSchema, rules } from "../../../gen/fastpubsub/v1/field_rules_pb.ts";
+import { fieldFormat } from "./field-formats.ts";
 
 /** A check of one field: a reason when the value breaks a rule, else undefined. */
 type Check = (value: unknown) => string | undefined;
-
-const resourceId = /^[a-zA-Z0-9-._]{1,128}$/;
-const uuid = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
-
-const formatChecks: Record<Format, Check> = {
-  [Format.UNSPECIFIED]: () => undefined,
-  [Format.RESOURCE_ID]: (value) =>
-    typeof value === "string" && resourceId.test(value) ? undefined : "must be 1 to 128 characters of letters, digits, '-', '.' and '_'",
-  [Format.UUID]: (value) => (typeof value === "string" && uuid.test(value) ? undefined : "must be a UUID"),
-  [Format.NOT_BLANK]: (value) => (typeof value === "string" && value.trim() !== "" ? undefined : "must not be blank"),
-  [Format.SCOPES]: (value) => {
-    const scopes = typeof value === "string" ? value.trim().split(/\s+/).filter(Boolean) : [];
-    if (scopes.length === 0) return "must not be blank";
-    const invalid = scopes.find((scope) => !isValidScope(scope));
-    return invalid === undefined ? undefined : `has an invalid scope ${JSON.stringify(invalid)}`;
-  },
-  [Format.FILTER]: (value) => (value === undefined || isFilter(value as Value) ? undefined : filterShape),
-};
-
-const filterShape = 'must be null or an object like {"country": ["BR", "US"]} whose values are arrays of strings, numbers or booleans';
-
-function isFilter(value: Value): boolean {
-  switch (value.kind.case) {
-    case "nullValue":
-      return true;
-    case "structValue":
-      return Object.values(value.kind.value.fields).every(
-        (values) =>
-          values.kind.case === "listValue" &&
-          values.kind.value.values.every((item) => ["stringValue", "numberValue", "boolValue"].includes(item.kind.case ?? "")),
-      );
-    default:
-      return false;
-  }
-}
 
 function checkFromRules(field: DescField, fieldRules: FieldRules): Check {
   const checks: Check[] = [];
@@ -53,7 +17,7 @@ function checkFromRules(field: DescField, fieldRules: FieldRules): Check {
       fieldRules.max === undefined ? `at least ${min}` : fieldRules.min === undefined ? `at most ${max}` : `between ${min} and ${max}`;
     checks.push((value) => (value === undefined || (Number(value) >= min && Number(value) <= max) ? undefined : `must be ${range}`));
   }
-  const format: Check = formatChecks[fieldRules.format] ?? (() => undefined);
+  const format: Check = fieldFormat(FormatSchema, fieldRules.format).check;
   if (field.fieldKind === "list") {
     const maxItems = fieldRules.maxItems ?? Infinity;
     checks.push((value) => {

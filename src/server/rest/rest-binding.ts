@@ -1,17 +1,11 @@
 import type { DescField, DescMethod } from "@bufbuild/protobuf";
-
-/** A google.api.http rule reduced to what the REST API uses: one verb, its path template, and the body binding. */
-export interface HttpBinding {
-  /** Lower case, e.g. `post`. */
-  verb: "get" | "put" | "post" | "delete" | "patch";
-  path: string;
-  /** Empty for no body, `*` for the whole request, else one field's name. */
-  body: string;
-}
+// Types only: the OpenAPI plugin imports this module and runs before gen/ exists (buf.gen.yaml's clean: true).
+import type { HttpRule } from "../../../gen/google/api/http_pb.ts";
 
 /** How one RPC is reached over REST, as its google.api.http rule says; the server and the OpenAPI document both use it. */
 export interface RestBinding {
-  verb: HttpBinding["verb"];
+  /** Lower case, e.g. `post`. */
+  verb: Exclude<HttpRule["pattern"]["case"], "custom" | undefined>;
   /** The path template, e.g. `/topics/{id}`. */
   template: string;
   /** Each path segment: literal text, or the request field it binds. */
@@ -21,19 +15,29 @@ export interface RestBinding {
   body: "none" | "message" | DescField;
   /** The fields read from the query string: those bound neither by the path nor by the body. */
   queryFields: DescField[];
+  /** The query fields by their proto name and by their JSON name. */
+  queryFieldByName: ReadonlyMap<string, DescField>;
+  /** Every request field by its proto name and by its JSON name, as a body of the whole message may name them. */
+  fieldByName: ReadonlyMap<string, DescField>;
   /** The status of success: 204 without a body, 201 for a POST that returns one, else 200. */
   successStatus: 200 | 201 | 204;
 }
 
-/** Derives an RPC's REST binding from its google.api.http rule. */
-export function restBinding(method: DescMethod, rule: HttpBinding): RestBinding {
+/**
+ * Derives an RPC's REST binding from its google.api.http rule: the server
+ * passes the option read through gen/, the OpenAPI plugin the same option
+ * read through its registry, which decodes it to the same shape.
+ */
+export function restBinding(method: DescMethod, rule: HttpRule): RestBinding {
   const where = `${method.parent.typeName}.${method.name}`;
+  const { case: verb, value: template } = rule.pattern;
+  if (verb === undefined || verb === "custom") throw new Error(`${where}: unsupported google.api.http pattern`);
   const field = (name: string) => {
     const found = method.input.fields.find((candidate) => candidate.name === name);
     if (!found) throw new Error(`${where}: ${name} is not a field of ${method.input.typeName}`);
     return found;
   };
-  const segments = rule.path
+  const segments = template
     .split("/")
     .slice(1)
     .map((segment) => {
@@ -56,12 +60,18 @@ export function restBinding(method: DescMethod, rule: HttpBinding): RestBinding 
         );
   const bodiless = method.output.typeName === "google.protobuf.Empty";
   return {
-    verb: rule.verb,
-    template: rule.path,
+    verb,
+    template,
     segments,
     pathFields,
     body,
     queryFields,
-    successStatus: bodiless ? 204 : rule.verb === "post" ? 201 : 200,
+    queryFieldByName: fieldsByName(queryFields),
+    fieldByName: fieldsByName(method.input.fields),
+    successStatus: bodiless ? 204 : verb === "post" ? 201 : 200,
   };
+}
+
+function fieldsByName(fields: readonly DescField[]): Map<string, DescField> {
+  return new Map(fields.flatMap((field) => [[field.name, field] as const, [field.jsonName, field] as const]));
 }

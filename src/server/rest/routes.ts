@@ -1,7 +1,7 @@
-import { type DescField, type DescMethod, getOption, hasOption } from "@bufbuild/protobuf";
+import { type DescField, getOption, hasOption } from "@bufbuild/protobuf";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { http } from "../../../gen/google/api/annotations_pb.ts";
-import { type HttpBinding, type RestBinding, restBinding } from "./rest-binding.ts";
+import { type RestBinding, restBinding } from "./rest-binding.ts";
 
 /** A REST route: an RPC's REST binding and the Connect handler requests are passed to. */
 export interface RestRoute extends RestBinding {
@@ -12,17 +12,8 @@ export interface RestRoute extends RestBinding {
 export function restRoutesFromHandlers(handlers: readonly UniversalHandler[]): RestRoute[] {
   return handlers
     .filter((handler) => hasOption(handler.method, http))
-    .map((handler) => ({ ...restBinding(handler.method, httpBinding(handler.method)), handler }))
+    .map((handler) => ({ ...restBinding(handler.method, getOption(handler.method, http)), handler }))
     .sort((a, b) => literalCount(b) - literalCount(a));
-}
-
-function httpBinding(method: DescMethod): HttpBinding {
-  const rule = getOption(method, http);
-  const { case: verb, value: path } = rule.pattern;
-  if (verb === undefined || verb === "custom") {
-    throw new Error(`${method.parent.typeName}.${method.name}: unsupported google.api.http pattern`);
-  }
-  return { verb, path, body: rule.body };
 }
 
 function literalCount(route: RestRoute) {
@@ -38,11 +29,12 @@ export function matchRoute(routes: readonly RestRoute[], verb: string, path: str
     .replace(/(.)\/$/, "$1")
     .split("/")
     .slice(1);
+  const lowerVerb = verb.toLowerCase();
   let pathMatched = false;
   for (const route of routes) {
     const params = matchSegments(route.segments, parts);
     if (!params) continue;
-    if (route.verb === verb.toLowerCase()) return { route, params };
+    if (route.verb === lowerVerb) return { route, params };
     pathMatched = true;
   }
   return { status: pathMatched ? 405 : 404 };

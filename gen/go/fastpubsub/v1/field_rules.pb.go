@@ -31,7 +31,8 @@ const (
 	// FORMAT_RESOURCE_ID is a topic or subscription id: 1 to 128 characters of
 	// `[a-zA-Z0-9-._]`.
 	Format_FORMAT_RESOURCE_ID Format = 1
-	// FORMAT_UUID is a UUID in its canonical textual form.
+	// FORMAT_UUID is a UUID: 32 hexadecimal digits of either case, grouped
+	// 8-4-4-4-12 by hyphens, any of which may be left out.
 	Format_FORMAT_UUID Format = 2
 	// FORMAT_NOT_BLANK is any text with at least one character that is not white space.
 	Format_FORMAT_NOT_BLANK Format = 3

@@ -1,12 +1,7 @@
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-
-type NodeRequest = IncomingMessage | Http2ServerRequest;
-type NodeResponse = ServerResponse | Http2ServerResponse;
 
 const require = createRequire(import.meta.url);
 const swaggerUiDir = dirname(require.resolve("swagger-ui-dist/package.json"));
@@ -49,52 +44,48 @@ const redocPage = `<!doctype html>
 `;
 
 const assets = new Map([
-  ["/docs/assets/swagger-ui.css", { file: join(swaggerUiDir, "swagger-ui.css"), type: css }],
-  ["/docs/assets/swagger-ui-bundle.js", { file: join(swaggerUiDir, "swagger-ui-bundle.js"), type: js }],
-  ["/redoc/assets/redoc.standalone.js", { file: join(redocDir, "bundles", "redoc.standalone.js"), type: js }],
+  ["/docs/assets/swagger-ui.css", { route: "/docs", file: join(swaggerUiDir, "swagger-ui.css"), type: css }],
+  ["/docs/assets/swagger-ui-bundle.js", { route: "/docs", file: join(swaggerUiDir, "swagger-ui-bundle.js"), type: js }],
+  ["/redoc/assets/redoc.standalone.js", { route: "/redoc", file: join(redocDir, "bundles", "redoc.standalone.js"), type: js }],
 ]);
 
+/** A documentation answer, and the route it counts under in logs and metrics. */
+export interface DocsAnswer {
+  route: string;
+  type: string;
+  body: Buffer;
+}
+
 /**
- * Creates the handler of the API documentation, which answers GET
- * /openapi.json (the document generated from the proto), /docs (Swagger UI)
- * and /redoc (ReDoc) with their scripts and styles from node_modules, and
- * returns whether it answered.
+ * Creates the handler of the API documentation: GET /openapi.json (the
+ * document generated from the proto), /docs (Swagger UI) and /redoc (ReDoc)
+ * with their scripts and styles, read from node_modules on first use. It
+ * returns undefined for any other request.
  */
 export function createDocsHandler() {
   const pages = new Map([
-    ["/openapi.json", { body: readFileSync(new URL("../../gen/openapi.json", import.meta.url)), type: "application/json" }],
-    ["/docs", { body: Buffer.from(swaggerUiPage), type: html }],
-    ["/redoc", { body: Buffer.from(redocPage), type: html }],
+    [
+      "/openapi.json",
+      { route: "/openapi.json", body: readFileSync(new URL("../../gen/openapi.json", import.meta.url)), type: "application/json" },
+    ],
+    ["/docs", { route: "/docs", body: Buffer.from(swaggerUiPage), type: html }],
+    ["/redoc", { route: "/redoc", body: Buffer.from(redocPage), type: html }],
   ]);
   const assetBodies = new Map<string, Promise<Buffer>>();
 
-  return function handleDocs(req: NodeRequest, res: NodeResponse, url: URL): boolean {
-    if (req.method !== "GET" && req.method !== "HEAD") return false;
-    const page = pages.get(url.pathname);
-    if (page) {
-      send(res, 200, page.type, page.body);
-      return true;
-    }
-    const asset = assets.get(url.pathname);
-    if (!asset) return false;
-    let body = assetBodies.get(url.pathname);
+  return function handleDocs(method: string, pathname: string): Promise<DocsAnswer> | undefined {
+    if (method !== "GET" && method !== "HEAD") return undefined;
+    const page = pages.get(pathname);
+    if (page) return Promise.resolve(page);
+    const asset = assets.get(pathname);
+    if (!asset) return undefined;
+    let body = assetBodies.get(pathname);
     if (!body) {
       body = readFile(asset.file);
-      assetBodies.set(url.pathname, body);
+      // A failed read is tried again by the next request.
+      body.catch(() => assetBodies.delete(pathname));
+      assetBodies.set(pathname, body);
     }
-    body.then(
-      (content) => send(res, 200, asset.type, content),
-      () => send(res, 500, "application/json", Buffer.from(JSON.stringify({ detail: "Internal server error" }))),
-    );
-    return true;
+    return body.then((content) => ({ route: asset.route, type: asset.type, body: content }));
   };
-}
-
-function send(res: NodeResponse, status: number, type: string, body: Buffer) {
-  // The HTTP/2 compatibility response has the same methods as the HTTP/1 one.
-  const out = res as ServerResponse;
-  out.statusCode = status;
-  out.setHeader("content-type", type);
-  out.setHeader("content-length", body.byteLength);
-  out.end(body);
 }

@@ -69,9 +69,11 @@ export function createRequestHandler(options: HandlerOptions) {
       const text = await options.renderMetrics();
       return send(res, 200, Buffer.from(text), options.metrics.contentType);
     }
-    if (handleDocs(req, res, url)) {
-      taken.route = url.pathname.startsWith("/docs") ? "/docs" : url.pathname.startsWith("/redoc") ? "/redoc" : url.pathname;
-      return;
+    const docs = handleDocs(req.method ?? "GET", url.pathname);
+    if (docs) {
+      const answer = await docs;
+      taken.route = answer.route;
+      return send(res, 200, answer.body, answer.type);
     }
     const abort = new AbortController();
     res.once("close", () => {

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { type DescField, type DescMessage, type JsonObject, type JsonValue, ScalarType } from "@bufbuild/protobuf";
+import { type DescField, type JsonObject, type JsonValue, ScalarType } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import { readAllBytes, type UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { codeFromString } from "@connectrpc/connect/protocol-connect";
@@ -38,30 +38,34 @@ export function createRestHandler(routes: readonly RestRoute[]) {
     if ("status" in match) {
       return detail(match.status, match.status === 404 ? "Not Found" : "Method Not Allowed");
     }
-    const { route, params } = match;
-    let message: JsonObject;
-    try {
-      message = requestJson(route, params, request.url.searchParams, route.body === "none" ? undefined : await readJsonBody(request));
-    } catch (error) {
-      const connectError = ConnectError.from(error);
-      return { ...detail(httpStatusFromCode(connectError.code), connectError.rawMessage), route: route.template };
-    }
-    const header = new Headers();
-    for (const [name, value] of Object.entries(request.headers)) {
-      if (value !== undefined && !droppedHeaders.test(name)) header.set(name, Array.isArray(value) ? value.join(", ") : value);
-    }
-    header.set("content-type", "application/json");
-    const response = await route.handler({
-      httpVersion: "1.1",
-      method: "POST",
-      url: new URL(route.handler.requestPath, request.url).toString(),
-      header,
-      body: message,
-      signal: request.signal,
-      contextValues: createContextValues().set(kRestRoute, route.template),
-    });
-    return { ...(await restResponseFromConnect(route, response)), route: route.template };
+    return { ...(await answer(match.route, match.params, request)), route: match.route.template };
   };
+}
+
+/** Calls the route's RPC with the request's path, query and body, and answers as the seed does. */
+async function answer(route: RestRoute, params: Map<DescField, string>, request: RestRequest): Promise<RestResponse> {
+  let message: JsonObject;
+  try {
+    message = requestJson(route, params, request.url.searchParams, route.body === "none" ? undefined : await readJsonBody(request));
+  } catch (error) {
+    const connectError = ConnectError.from(error);
+    return detail(httpStatusFromCode(connectError.code), connectError.rawMessage);
+  }
+  const header = new Headers();
+  for (const [name, value] of Object.entries(request.headers)) {
+    if (value !== undefined && !droppedHeaders.test(name)) header.set(name, Array.isArray(value) ? value.join(", ") : value);
+  }
+  header.set("content-type", "application/json");
+  const response = await route.handler({
+    httpVersion: "1.1",
+    method: "POST",
+    url: new URL(route.handler.requestPath, request.url).toString(),
+    header,
+    body: message,
+    signal: request.signal,
+    contextValues: createContextValues().set(kRestRoute, route.template),
+  });
+  return restResponseFromConnect(route, response);
 }
 
 async function restResponseFromConnect(route: RestRoute, response: UniversalServerResponse): Promise<RestResponse> {
@@ -78,8 +82,11 @@ function detail(status: number, reason: string): RestResponse {
   return { status, body: new TextEncoder().encode(JSON.stringify({ detail: reason })) };
 }
 
+// Drops a leading byte-order mark, as JSON parsers of other stacks do.
+const utf8 = new TextDecoder();
+
 async function readJsonBody(request: RestRequest): Promise<JsonValue | undefined> {
-  const text = Buffer.from(await request.body()).toString("utf8");
+  const text = utf8.decode(await request.body());
   if (text.trim() === "") return undefined;
   try {
     return JSON.parse(text) as JsonValue;
@@ -90,10 +97,9 @@ async function readJsonBody(request: RestRequest): Promise<JsonValue | undefined
 
 /** Builds the RPC request, in proto JSON, from the path variables, the query string and the body. */
 function requestJson(route: RestRoute, params: Map<DescField, string>, query: URLSearchParams, body: JsonValue | undefined): JsonObject {
-  const input = route.handler.method.input;
   const message: JsonObject = {};
   for (const [name, value] of query) {
-    const field = route.queryFields.find((candidate) => candidate.name === name || candidate.jsonName === name);
+    const field = route.queryFieldByName.get(name);
     if (field) message[field.jsonName] = field.fieldKind === "list" ? query.getAll(name) : queryValue(field, value);
   }
   if (route.body === "message") {
@@ -102,7 +108,7 @@ function requestJson(route: RestRoute, params: Map<DescField, string>, query: UR
       throw new ConnectError("request body must be a JSON object", Code.InvalidArgument);
     }
     for (const [name, value] of Object.entries(body)) {
-      const field = findField(input, name);
+      const field = route.fieldByName.get(name);
       if (field && value !== undefined) message[field.jsonName] = value;
     }
   } else if (route.body !== "none") {
@@ -113,10 +119,6 @@ function requestJson(route: RestRoute, params: Map<DescField, string>, query: UR
     message[field.jsonName] = value;
   }
   return message;
-}
-
-function findField(input: DescMessage, name: string) {
-  return input.fields.find((field) => field.name === name || field.jsonName === name);
 }
 
 function queryValue(field: DescField, value: string): JsonValue {

@@ -1,22 +1,26 @@
 import type { Config } from "../src/config/config.ts";
-import { startEmbeddedPostgres } from "../src/db/embedded.ts";
 import { createDatabasePool, type DatabasePool } from "../src/db/pool.ts";
 import type { Logger } from "../src/logger.ts";
+import { provideDatabase } from "../src/server/server.ts";
 
-/** Opens the configured database (or the embedded one) for one command, and closes it after `work`. */
-export async function withDatabase<T>(config: Config, logger: Logger, work: (db: DatabasePool, url: string) => Promise<T>): Promise<T> {
-  const embedded = config.databaseUrl
-    ? undefined
-    : await startEmbeddedPostgres({ baseDir: config.embeddedDataDir, port: config.embeddedPort, logger });
-  const url = config.databaseUrl ?? embedded?.url ?? "";
+/** Runs `work` on the configured database, or on the embedded one, started for it and stopped after. */
+export async function withDatabaseUrl<T>(config: Config, logger: Logger, work: (url: string) => Promise<T>): Promise<T> {
+  const { url, embedded } = await provideDatabase(config, logger);
   try {
-    const db = await createDatabasePool(url, { maxPoolSize: 1 });
-    try {
-      return await work(db, url);
-    } finally {
-      await db.end();
-    }
+    return await work(url);
   } finally {
     await embedded?.stop();
   }
+}
+
+/** Runs `work` on one connection to the configured (or embedded) database, closed after. */
+export function withDatabase<T>(config: Config, logger: Logger, work: (db: DatabasePool) => Promise<T>): Promise<T> {
+  return withDatabaseUrl(config, logger, async (url) => {
+    const db = await createDatabasePool(url, { maxPoolSize: 1 });
+    try {
+      return await work(db);
+    } finally {
+      await db.end();
+    }
+  });
 }

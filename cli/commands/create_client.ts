@@ -1,13 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import { Args } from "@oclif/core";
 import { CreateClientRequestSchema } from "../../gen/fastpubsub/v1/client_service_pb.ts";
+import { booleanWord } from "../../src/config/config.ts";
 import { validateMessage } from "../../src/server/interceptors/validation.ts";
 import { registerClient } from "../../src/services/client-service.ts";
 import { FastpubsubCommand } from "../command.ts";
 import { withDatabase } from "../database.ts";
-
-const truthy = ["true", "1", "yes", "on"];
-const falsy = ["false", "0", "no", "off"];
 
 export default class CreateClient extends FastpubsubCommand {
   static override summary = "Create an API client and print its id and secret.";
@@ -25,9 +23,9 @@ export default class CreateClient extends FastpubsubCommand {
 
   async run() {
     const { args } = await this.parse(CreateClient);
-    const active = args.is_active.toLowerCase();
-    if (![...truthy, ...falsy].includes(active)) throw new Error(`IS_ACTIVE must be true or false, not ${JSON.stringify(args.is_active)}`);
-    const request = create(CreateClientRequestSchema, { name: args.name, scopes: args.scopes, isActive: truthy.includes(active) });
+    const active = booleanWord.safeParse(args.is_active);
+    if (!active.success) throw new Error(`IS_ACTIVE must be true or false, not ${JSON.stringify(args.is_active)}`);
+    const request = create(CreateClientRequestSchema, { name: args.name, scopes: args.scopes, isActive: active.data });
     validateMessage(CreateClientRequestSchema, request);
     const { config, logger } = this.setup();
     const client = await withDatabase(config, logger, (db) => registerClient(db, request));

@@ -1,6 +1,6 @@
 import { migrate } from "../../src/db/migrate.ts";
 import { FastpubsubCommand } from "../command.ts";
-import { withDatabase } from "../database.ts";
+import { withDatabaseUrl } from "../database.ts";
 
 export default class DbMigrate extends FastpubsubCommand {
   static override summary = "Apply the pending database migrations.";
@@ -11,7 +11,7 @@ export default class DbMigrate extends FastpubsubCommand {
   async run() {
     const { config, logger } = this.setup();
     logger.info("Starting db-migrate command");
-    const applied = await withDatabase(config, logger, (_, url) => migrate(url));
+    const applied = await withDatabaseUrl(config, logger, migrate);
     logger.info(applied.length > 0 ? "applied migrations" : "database is up to date", { versions: applied });
     logger.info("Finishing db-migrate command");
   }

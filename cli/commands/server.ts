@@ -1,7 +1,6 @@
 import cluster from "node:cluster";
 import { once } from "node:events";
-import { startServer } from "../../src/server/server.ts";
-import { runPrimary, runWorker } from "../../src/server/workers.ts";
+import { startServing } from "../../src/server/workers.ts";
 import { FastpubsubCommand } from "../command.ts";
 
 export default class Server extends FastpubsubCommand {
@@ -14,14 +13,10 @@ export default class Server extends FastpubsubCommand {
 
   async run() {
     const { config, logger } = this.setup();
-    const stop = cluster.isWorker
-      ? (await runWorker(config, logger)).close
-      : config.apiNumWorkers > 1
-        ? await runPrimary(config, logger)
-        : (await startServer(config, logger)).close;
+    const server = await startServing(config, logger);
     const [signal] = await Promise.race([once(process, "SIGINT"), once(process, "SIGTERM")]);
     if (!cluster.isWorker) logger.info("shutting down", { signal: String(signal ?? "") });
-    await stop();
+    await server.close();
     if (cluster.isWorker) {
       // The channel to the primary would keep this process alive.
       process.disconnect?.();

@@ -1,7 +1,8 @@
 import { z } from "zod";
 
 const lowercase = z.string().trim().toLowerCase();
-const boolean = lowercase
+/** A yes/no word as the seed's settings accept it (true/false, 1/0, yes/no, on/off, any case). */
+export const booleanWord = lowercase
   .pipe(z.enum(["true", "false", "1", "0", "yes", "no", "on", "off"], { error: "must be true or false" }))
   .transform((value) => ["true", "1", "yes", "on"].includes(value));
 const integer = (min: number) =>
@@ -20,10 +21,10 @@ const Env = z
       .regex(/^postgres(ql)?(\+psycopg)?:\/\//, "must start with postgresql:// (or postgresql+psycopg://)")
       .transform((url) => url.replace(/^postgres(ql)?\+psycopg:/, "postgresql:"))
       .optional(),
-    FASTPUBSUB_DATABASE_ECHO: boolean.default(false),
+    FASTPUBSUB_DATABASE_ECHO: booleanWord.default(false),
     FASTPUBSUB_DATABASE_POOL_SIZE: integer(1).default(5),
     FASTPUBSUB_DATABASE_MAX_OVERFLOW: integer(1).default(10),
-    FASTPUBSUB_DATABASE_POOL_PRE_PING: boolean.default(true),
+    FASTPUBSUB_DATABASE_POOL_PRE_PING: booleanWord.default(true),
     FASTPUBSUB_LOG_LEVEL: LogLevel.default("info"),
     FASTPUBSUB_LOG_FORMATTER: z
       .string()
@@ -32,7 +33,7 @@ const Env = z
     FASTPUBSUB_SUBSCRIPTION_MAX_ATTEMPTS: integer(1).default(5),
     FASTPUBSUB_SUBSCRIPTION_BACKOFF_MIN_SECONDS: integer(1).default(5),
     FASTPUBSUB_SUBSCRIPTION_BACKOFF_MAX_SECONDS: integer(1).default(300),
-    FASTPUBSUB_API_DEBUG: boolean.default(false),
+    FASTPUBSUB_API_DEBUG: booleanWord.default(false),
     FASTPUBSUB_API_HOST: z.union([z.ipv4(), z.ipv6()], { error: "must be an IP address" }).default("0.0.0.0"),
     FASTPUBSUB_API_PORT: integer(0).max(65535, { error: "must be at most 65535" }).default(8000),
     FASTPUBSUB_API_NUM_WORKERS: integer(1).default(1),
@@ -46,7 +47,7 @@ const Env = z
           .filter(Boolean),
       )
       .default([]),
-    FASTPUBSUB_AUTH_ENABLED: boolean.default(false),
+    FASTPUBSUB_AUTH_ENABLED: booleanWord.default(false),
     FASTPUBSUB_AUTH_SECRET_KEY: z.string().min(1).optional(),
     FASTPUBSUB_AUTH_ALGORITHM: z.enum(["HS256", "HS384", "HS512"], { error: "must be HS256, HS384 or HS512" }).default("HS256"),
     FASTPUBSUB_AUTH_ACCESS_TOKEN_EXPIRE_MINUTES: integer(1).default(30),

@@ -5,7 +5,7 @@ import type { Config } from "../config/config.ts";
 import { createDatabasePool } from "../db/pool.ts";
 import type { Logger } from "../logger.ts";
 import { startMaintenance } from "../services/maintenance.ts";
-import { migrateDatabase, provideDatabase, type RunningServer, serve } from "./server.ts";
+import { migrateDatabase, provideDatabase, type RunningServer, serve, startServer } from "./server.ts";
 
 // Messages between a worker and the primary, for /metrics.
 interface MetricsRequest {
@@ -21,9 +21,9 @@ interface MetricsAnswer extends MetricsRequest {
  * The primary provides and migrates the database once, runs the cleanup and
  * maintenance jobs, answers the workers' /metrics with all workers' metrics
  * aggregated, replaces a worker that dies, and on stop asks every worker to
- * finish its in-flight requests and exit. Returns the function that stops it all.
+ * finish its in-flight requests and exit.
  */
-export async function runPrimary(config: Config, logger: Logger): Promise<() => Promise<void>> {
+export async function runPrimary(config: Config, logger: Logger): Promise<{ close(): Promise<void> }> {
   const { url, embedded } = await provideDatabase(config, logger);
   await migrateDatabase(url, logger);
   const db = await createDatabasePool(url, { maxPoolSize: 2 });
@@ -51,7 +51,9 @@ export async function runPrimary(config: Config, logger: Logger): Promise<() => 
   const host = address.address.includes(":") ? `[${address.address}]` : address.address;
   logger.info("fastpubsub is serving", { url: `http://${host}:${address.port}`, workers: config.apiNumWorkers });
 
-  return async () => {
+  return { close };
+
+  async function close() {
     stopping = true;
     const workers = Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined);
     const exited = workers.map((worker) => once(worker, "exit"));
@@ -67,7 +69,16 @@ export async function runPrimary(config: Config, logger: Logger): Promise<() => 
     await stopMaintenance();
     await db.end();
     await embedded?.stop();
-  };
+  }
+}
+
+/**
+ * Serves as FASTPUBSUB_API_NUM_WORKERS asks: in this process alone, as the
+ * primary of several workers, or as one of those workers.
+ */
+export function startServing(config: Config, logger: Logger): Promise<{ close(): Promise<void> }> {
+  if (cluster.isWorker) return runWorker(config, logger);
+  return config.apiNumWorkers > 1 ? runPrimary(config, logger) : startServer(config, logger);
 }
 
 /** Serves as one worker of runPrimary: over the primary's database, with /metrics aggregated by the primary. */

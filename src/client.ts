@@ -60,16 +60,30 @@ function createTransport(baseUrl: string, protocol: Protocol, interceptors: Inte
 
 /**
  * Returns a token function for createFastPubSubClient that requests tokens
- * with the client-credentials flow and renews each a minute before it expires.
+ * with the client-credentials flow, one request at a time however many calls
+ * wait for it, and renews each a minute (or, for short-lived tokens, half its
+ * lifetime) before it expires.
  */
 export function clientCredentials(baseUrl: string, clientId: string, clientSecret: string): () => Promise<string> {
   const auth = createClient(AuthService, createConnectTransport({ baseUrl, httpVersion: "1.1" }));
-  let current: { token: string; renewAt: number } | undefined;
+  let current: { token: Promise<string>; renewAt: number } | undefined;
+  const renew = () => {
+    const entry = { token: Promise.resolve(""), renewAt: Number.POSITIVE_INFINITY };
+    entry.token = auth.createToken({ clientId, clientSecret }).then(
+      (answer) => {
+        entry.renewAt = Date.now() + (answer.expiresIn - Math.min(60, answer.expiresIn / 2)) * 1000;
+        return answer.accessToken;
+      },
+      (error: unknown) => {
+        // A failed request is made again by the next call.
+        if (current === entry) current = undefined;
+        throw error;
+      },
+    );
+    return entry;
+  };
   return async () => {
-    if (!current || Date.now() >= current.renewAt) {
-      const answer = await auth.createToken({ clientId, clientSecret });
-      current = { token: answer.accessToken, renewAt: Date.now() + Math.max(0, answer.expiresIn - 60) * 1000 };
-    }
+    if (!current || Date.now() >= current.renewAt) current = renew();
     return current.token;
   };
 }

@@ -32,7 +32,8 @@ export interface DatabaseOptions {
 export async function openDatabase(url: string, options: DatabaseOptions): Promise<Database> {
   const maxPoolSize = options.poolSize + options.maxOverflow;
   const pool = await createDatabasePool(url, { maxPoolSize, echo: options.echo });
-  const raw = new pg.Pool({ connectionString: url, max: maxPoolSize, idleTimeoutMillis: 30_000 });
+  // Like the seed's pool: up to poolSize connections stay open once opened; the overflow closes when idle.
+  const raw = new pg.Pool({ connectionString: url, min: options.poolSize, max: maxPoolSize, idleTimeoutMillis: 30_000 });
   // An idle client that loses its connection reports it here; the pool replaces it.
   raw.on("error", () => {});
   const echo = options.echo;

@@ -18,8 +18,8 @@ export const knownScopes = new Set([
 /** Tells whether a scope is a known one, optionally narrowed to one resource id (`topics:publish:orders`), as the seed does. */
 export function isValidScope(scope: string): boolean {
   const parts = scope.split(":");
-  const base = parts.length === 3 ? parts.slice(0, 2).join(":") : scope;
-  return knownScopes.has(base);
+  if (parts.length === 3 && parts[2] === "") return false;
+  return knownScopes.has(parts.length === 3 ? `${parts[0]}:${parts[1]}` : scope);
 }
 
 /** Tells whether `scopes` grant `required` (`resource:action`), on the resource `resourceId` when given. */

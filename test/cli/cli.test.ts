@@ -1,6 +1,6 @@
-import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.ts";
+import { query } from "../support/db.ts";
 import { createTestDatabase } from "../support/server.ts";
 
 describe("the fastpubsub CLI", () => {
@@ -26,11 +26,7 @@ describe("the fastpubsub CLI", () => {
     const again = await runCli(["db-migrate"], { FASTPUBSUB_DATABASE_URL: url });
     expect(again.code).toBe(0);
     expect(again.stderr).toContain('"message":"database is up to date"');
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    const { rows } = await client.query("SELECT to_regclass('subscriptions') IS NOT NULL AS present");
-    await client.end();
-    expect(rows).toEqual([{ present: true }]);
+    expect(await query(url, "SELECT to_regclass('subscriptions') IS NOT NULL AS present")).toEqual([{ present: true }]);
   });
 
   it.each(["db-migrate", "server"])("stops %s with one line naming a bad variable", async (command) => {

@@ -5,7 +5,8 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TopicService } from "../../gen/fastpubsub/v1/topic_service_pb.ts";
-import { type ServerProcess, startServerProcess } from "../support/cli.ts";
+import { isAlive, type ServerProcess, startServerProcess } from "../support/cli.ts";
+import { freePort } from "../support/ports.ts";
 
 /** Creates and reads back a topic over REST and over Connect. */
 async function expectServes(url: string, id: string) {
@@ -26,22 +27,13 @@ async function expectServes(url: string, id: string) {
   expect((await client.getTopic({ id })).id).toBe(id);
 }
 
-const isAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 describe("without FASTPUBSUB_DATABASE_URL the server", () => {
   let dir: string;
   let env: Record<string, string>;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "fastpubsub-embedded-"));
     await chmod(dir, 0o755);
-    env = { FASTPUBSUB_EMBEDDED_DATA_DIR: join(dir, ".fastpubsub"), FASTPUBSUB_EMBEDDED_PORT: String(56_000 + (process.pid % 4000)) };
+    env = { FASTPUBSUB_EMBEDDED_DATA_DIR: join(dir, ".fastpubsub"), FASTPUBSUB_EMBEDDED_PORT: String(await freePort()) };
   });
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });

@@ -1,20 +1,12 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import { type ServerProcess, startServerProcess } from "../support/cli.ts";
+import { isAlive, type ServerProcess, startServerProcess } from "../support/cli.ts";
+import { type Answer, send as sendHttp } from "../support/http.ts";
+import { freePort } from "../support/ports.ts";
 import { createTestDatabase } from "../support/server.ts";
 import { waitFor } from "../support/wait.ts";
-
-/** A port that nothing listens on right now. */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** Pids of the running processes whose command line contains `text`. */
 function processesWith(text: string): number[] {
@@ -33,26 +25,12 @@ function isChildOf(pid: number, parent: number | undefined) {
   }
 }
 
-function isAlive(pid: number) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** A request's outcome: its status, or the connection error that prevented one. */
-type Outcome = { status: number; body: string } | { connectionError: string };
+/** A request's outcome: its answer, or the connection error that prevented one. */
+type Outcome = Answer | { connectionError: string };
 
 async function request(base: string, method: string, path: string, body?: unknown): Promise<Outcome> {
   try {
-    const response = await fetch(new URL(path, base), {
-      method,
-      headers: body === undefined ? {} : { "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: response.status, body: await response.text() };
+    return await sendHttp(base, method, path, body);
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
     return { connectionError: cause?.code ?? cause?.message ?? String(error) };
@@ -75,21 +53,25 @@ describe("the server under load", () => {
     let server: ServerProcess = await startServerProcess(env);
     const failures: string[] = [];
     const connectionErrors: string[] = [];
-    /** Sends until the request is answered, retrying connection errors; any answer but `expected` is a failure. */
+    /** Set when the test ends: the loops below end, and a connection error is no longer retried. */
+    let stopped = false;
+    /**
+     * Sends until the request is answered, retrying connection errors; any answer but `expected` is a failure.
+     * Once `stopped`, gives up on a connection error and returns undefined.
+     */
     const send = async (method: string, path: string, body: unknown, expected: number[]) => {
       for (;;) {
         const outcome = await request(base, method, path, body);
         if ("connectionError" in outcome) {
+          if (stopped) return undefined;
           connectionErrors.push(outcome.connectionError);
           await sleep(50);
           continue;
         }
-        if (!expected.includes(outcome.status)) failures.push(`${method} ${path}: ${outcome.status} ${outcome.body}`);
+        if (!expected.includes(outcome.status)) failures.push(`${method} ${path}: ${outcome.status} ${outcome.text}`);
         return outcome;
       }
     };
-    await send("POST", "/topics", { id: "load" }, [201]);
-    await send("POST", "/subscriptions", { id: "load-sub", topic_id: "load", backoff_min_seconds: 1, backoff_max_seconds: 1 }, [201]);
 
     const total = 3000;
     const published = new Set<number>();
@@ -97,7 +79,7 @@ describe("the server under load", () => {
     let next = 0;
     let publishing = true;
     const publisher = async () => {
-      while (next < total) {
+      while (!stopped && next < total) {
         const batch = Array.from({ length: Math.min(50, total - next) }, () => next++);
         const answer = await send(
           "POST",
@@ -105,13 +87,13 @@ describe("the server under load", () => {
           batch.map((n) => ({ n })),
           [204],
         );
-        if (answer.status === 204) for (const n of batch) published.add(n);
+        if (answer?.status === 204) for (const n of batch) published.add(n);
       }
     };
     const consumer = async (id: string) => {
-      while (publishing || received.size < published.size) {
+      while (!stopped && (publishing || received.size < published.size)) {
         const answer = await send("GET", `/subscriptions/load-sub/messages?consumer_id=${id}&batch_size=50`, undefined, [200]);
-        const data = answer.status === 200 ? (JSON.parse(answer.body) as { data: { id: string; payload: { n: number } }[] }).data : [];
+        const data = answer?.status === 200 ? (JSON.parse(answer.text) as { data: { id: string; payload: { n: number } }[] }).data : [];
         if (data.length === 0) {
           await sleep(20);
           continue;
@@ -125,17 +107,27 @@ describe("the server under load", () => {
         for (const message of data) received.add(message.payload.n);
       }
     };
-    const publishers = Promise.all([publisher(), publisher()]);
-    const consumers = Promise.all([consumer("c1"), consumer("c2")]);
+    let publishers: Promise<unknown> = Promise.resolve();
+    let consumers: Promise<unknown> = Promise.resolve();
+    let publishedBeforeRestart = 0;
+    try {
+      await send("POST", "/topics", { id: "load" }, [201]);
+      await send("POST", "/subscriptions", { id: "load-sub", topic_id: "load", backoff_min_seconds: 1, backoff_max_seconds: 1 }, [201]);
+      publishers = Promise.all([publisher(), publisher()]);
+      consumers = Promise.all([consumer("c1"), consumer("c2")]);
 
-    await waitFor(async () => (published.size > total / 3 ? true : undefined), 30_000, "a third of the messages");
-    const publishedBeforeRestart = published.size;
-    expect(await server.stop("SIGTERM")).toBe(0);
-    server = await startServerProcess(env);
-    await publishers;
-    publishing = false;
-    await Promise.race([consumers, sleep(30_000)]);
-    expect(await server.stop("SIGTERM")).toBe(0);
+      await waitFor(async () => (published.size > total / 3 ? true : undefined), 30_000, "a third of the messages");
+      publishedBeforeRestart = published.size;
+      expect(await server.stop("SIGTERM")).toBe(0);
+      server = await startServerProcess(env);
+      await publishers;
+      publishing = false;
+      await waitFor(async () => (received.size >= published.size ? true : undefined), 30_000, "the consumers to receive every message");
+    } finally {
+      stopped = true;
+      expect(await server.stop("SIGTERM")).toBe(0);
+      await Promise.all([publishers, consumers]);
+    }
 
     expect(failures).toEqual([]);
     expect(publishedBeforeRestart).toBeLessThan(total);
@@ -164,7 +156,7 @@ describe("several workers", () => {
       }
       const metrics = await request(server.url, "GET", "/metrics");
       expect(metrics).toMatchObject({ status: 200 });
-      expect((metrics as { body: string }).body).toContain('http_requests_total{method="GET",path="/topics/{id}",status="200"} 10');
+      expect((metrics as Answer).text).toContain('http_requests_total{method="GET",path="/topics/{id}",status="200"} 10');
 
       const [victim] = workers();
       process.kill(victim as number, "SIGKILL");
@@ -187,7 +179,6 @@ describe("the request log", () => {
     try {
       await request(server.url, "POST", "/topics", { id: "logged" });
       await request(server.url, "GET", "/topics/logged");
-      await sleep(100);
     } finally {
       await server.stop();
     }
@@ -227,7 +218,6 @@ describe("the request log", () => {
       FASTPUBSUB_LOG_FORMATTER: "%(levelname)s %(message)s",
     });
     await request(terse.url, "GET", "/liveness");
-    await sleep(100);
     await terse.stop();
     const first = JSON.parse(terse.log().trim().split("\n")[0] ?? "{}") as Record<string, unknown>;
     expect(Object.keys(first).slice(0, 2)).toEqual(["levelname", "message"]);

@@ -1,20 +1,10 @@
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import pg from "pg";
 import { beforeEach, describe, expect, it } from "vitest";
 import { migrate, readMigrations } from "../../src/db/migrate.ts";
+import { query } from "../support/db.ts";
 import { createTestDatabase } from "../support/server.ts";
-
-async function query<T extends pg.QueryResultRow>(url: string, text: string) {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(text)).rows;
-  } finally {
-    await client.end();
-  }
-}
 
 describe("migrate", () => {
   let url: string;

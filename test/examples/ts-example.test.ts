@@ -1,8 +1,6 @@
-import { spawn } from "node:child_process";
-import { once } from "node:events";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFastPubSubClient } from "../../src/client.ts";
+import { runScript } from "../support/cli.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
 
 let server: TestServer;
@@ -13,28 +11,19 @@ afterAll(async () => {
   await server.close();
 });
 
-const root = join(import.meta.dirname, "../..");
-
 /** Runs `npm run example -- <args>` as a user would, and returns its exit code and output. */
-async function example(args: string[]) {
-  const child = spawn(process.execPath, [join(root, "examples/ts/run.ts"), ...args], { cwd: root });
-  let output = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-    output += chunk;
-  });
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-    output += chunk;
-  });
-  const [code] = (await once(child, "close")) as [number | null];
-  return { code, output };
-}
+const example = (args: string[]) => runScript("examples/ts/run.ts", args);
 
 describe.each(["connect", "grpc", "grpc-web"] as const)("the TypeScript examples over %s", (protocol) => {
   it("publish N messages, then consume, process and ack all N", async () => {
     const names = ["--topic", `ts-${protocol}`, "--subscription", `ts-${protocol}-worker`, "--count", "700", "--batch-size", "100"];
     const common = ["--url", server.url, "--protocol", protocol, ...names];
-    expect(await example(["publisher", ...common])).toEqual({ code: 0, output: `published 700 messages to ts-${protocol}\n` });
-    expect(await example(["consumer", ...common])).toEqual({ code: 0, output: `processed 700 messages from ts-${protocol}-worker\n` });
+    expect(await example(["publisher", ...common])).toEqual({ code: 0, stdout: `published 700 messages to ts-${protocol}\n`, stderr: "" });
+    expect(await example(["consumer", ...common])).toEqual({
+      code: 0,
+      stdout: `processed 700 messages from ts-${protocol}-worker\n`,
+      stderr: "",
+    });
     const metrics = await createFastPubSubClient(server.url, { protocol }).subscriptions.getSubscriptionMetrics({
       subscriptionId: `ts-${protocol}-worker`,
     });

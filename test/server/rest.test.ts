@@ -1,6 +1,8 @@
 import http2 from "node:http2";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { query } from "../support/db.ts";
+import { call as callHttp } from "../support/http.ts";
 import { uniqueId } from "../support/ids.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
 
@@ -12,16 +14,9 @@ afterAll(async () => {
   await server.close();
 });
 
-/** Sends one request and returns its status and body; JSON bodies are parsed. */
-async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const response = await fetch(new URL(path, server.url), {
-    method,
-    headers: body === undefined ? headers : { "content-type": "application/json", ...headers },
-    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
-  });
-  const text = await response.text();
-  return { status: response.status, headers: response.headers, text, json: text ? (JSON.parse(text) as unknown) : undefined };
-}
+/** Sends one request to the server and returns its status, headers and body; JSON bodies are parsed. */
+const call = (method: string, path: string, body?: unknown, headers?: Record<string, string>) =>
+  callHttp(server.url, method, path, body, headers);
 
 const rfc3339Utc = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
 
@@ -121,6 +116,11 @@ describe("the REST paths", () => {
     const id = uniqueId("extra");
     expect(await call("POST", "/topics", { id, colour: "blue" })).toMatchObject({ status: 201, json: { id } });
     expect((await call("GET", "/topics?limit=1&sort=desc")).status).toBe(200);
+  });
+
+  it("read a body that starts with a byte-order mark", async () => {
+    const id = uniqueId("bom");
+    expect(await call("POST", "/topics", `\uFEFF${JSON.stringify({ id })}`)).toMatchObject({ status: 201, json: { id } });
   });
 
   it("take ids with dots and percent-encoded characters in the path", async () => {
@@ -229,11 +229,10 @@ describe("a server whose database goes away", () => {
     const own = await startTestServer();
     try {
       const name = new URL(own.databaseUrl).pathname.slice(1);
-      const admin = new pg.Client({ connectionString: own.databaseUrl.replace(`/${name}`, "/postgres") });
-      await admin.connect();
-      await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
-      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [name]);
+      const adminUrl = inject("adminUrl");
+      await query(adminUrl, `ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
       try {
+        await query(adminUrl, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [name]);
         const readiness = await fetch(new URL("/readiness", own.url));
         expect(readiness.status).toBe(503);
         expect(await readiness.json()).toEqual({ detail: "database is down" });
@@ -241,8 +240,7 @@ describe("a server whose database goes away", () => {
         expect(topics.status).toBe(503);
         expect(await topics.json()).toEqual({ detail: "database is unavailable" });
       } finally {
-        await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
-        await admin.end();
+        await query(adminUrl, `ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
       }
       expect((await fetch(new URL("/readiness", own.url))).status).toBe(200);
     } finally {

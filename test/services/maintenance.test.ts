@@ -7,6 +7,7 @@ import { createDatabasePool } from "../../src/db/pool.ts";
 import { maintainTables } from "../../src/services/maintenance.ts";
 import { runCli } from "../support/cli.ts";
 import { uniqueId } from "../support/ids.ts";
+import { consume, metrics } from "../support/messages.ts";
 import { type Api, createApi } from "../support/protocols.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
 import { waitFor } from "../support/wait.ts";
@@ -29,14 +30,6 @@ async function queue(api: Api, count: number, settings: { maxDeliveryAttempts?: 
   }
   return subscriptionId;
 }
-
-async function metrics(api: Api, subscriptionId: string) {
-  const { available, delivered, acked, dlq } = await api.subscriptions.getSubscriptionMetrics({ subscriptionId });
-  return { available, delivered, acked, dlq };
-}
-
-const consume = async (api: Api, subscriptionId: string) =>
-  (await api.subscriptions.consumeMessages({ subscriptionId, consumerId: "w", batchSize: 100 })).data;
 
 describe("a delivery whose lock times out", () => {
   let server: TestServer;
@@ -172,16 +165,20 @@ describe("cleanup_acked_messages", () => {
 describe("the table maintenance", () => {
   it("folds the count deltas without changing the counts, and vacuums tables with many dead rows", async () => {
     const server = await startTestServer({ FASTPUBSUB_MAINTENANCE_INTERVAL_SECONDS: "0" });
-    const api = createApi("grpc", server.url);
-    const subscriptionId = await queue(api, 1500);
-    for (let round = 0; round < 10; round++) {
-      const delivered = await consume(api, subscriptionId);
-      await api.subscriptions.ackMessages({ subscriptionId, messageIds: delivered.map((message) => message.id).slice(0, 90) });
+    let subscriptionId: string;
+    try {
+      const api = createApi("grpc", server.url);
+      subscriptionId = await queue(api, 1500);
+      for (let round = 0; round < 10; round++) {
+        const delivered = await consume(api, subscriptionId);
+        await api.subscriptions.ackMessages({ subscriptionId, messageIds: delivered.map((message) => message.id).slice(0, 90) });
+      }
+      const before = await metrics(api, subscriptionId);
+      expect(before).toEqual({ available: 500, delivered: 100, acked: 900, dlq: 0 });
+    } finally {
+      // Closing the server ends its connections, which report their dead rows to the statistics.
+      await server.close();
     }
-    const before = await metrics(api, subscriptionId);
-    expect(before).toEqual({ available: 500, delivered: 100, acked: 900, dlq: 0 });
-    // Closing the server ends its connections, which report their dead rows to the statistics.
-    await server.close();
     const pool = await createDatabasePool(server.databaseUrl, { maxPoolSize: 2 });
     try {
       const deltas = () => pool.oneFirst(sql.type(z.object({ n: z.number() }))`SELECT count(*)::int AS n FROM queue_counts`);

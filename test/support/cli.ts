@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { join } from "node:path";
+import { waitFor } from "./wait.ts";
 
 const root = join(import.meta.dirname, "../..");
 
@@ -9,9 +10,9 @@ function cliEnv(env: Record<string, string>) {
   return { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env };
 }
 
-/** Runs `fastpubsub <args>` to its end and returns its exit code and output. */
-export async function runCli(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [join(root, "cli/run.ts"), ...args], { cwd: root, env: cliEnv(env) });
+/** Runs the Node script `script` (a path from the project's root) with `args` to its end, and returns its exit code and output. */
+export async function runScript(script: string, args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [join(root, script), ...args], { cwd: root, env: cliEnv(env) });
   let stdout = "";
   let stderr = "";
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
@@ -24,20 +25,35 @@ export async function runCli(args: string[], env: Record<string, string> = {}) {
   return { code, stdout, stderr };
 }
 
+/** Runs `fastpubsub <args>` to its end and returns its exit code and output. */
+export function runCli(args: string[], env: Record<string, string> = {}) {
+  return runScript("cli/run.ts", args, env);
+}
+
+/** Whether a process with this pid is running. */
+export function isAlive(pid: number) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A `fastpubsub server` process started by a test. */
 export interface ServerProcess {
   child: ChildProcess;
   url: string;
   /** Everything it has logged so far. */
   log: () => string;
-  /** Sends `signal` and resolves with the exit code. */
+  /** Sends `signal` and resolves with the exit code once the process has exited and its output is read to the end. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
 /**
  * Starts `fastpubsub server` and waits until it serves: on a fixed
  * FASTPUBSUB_API_PORT, until /liveness answers; else, for the log line that
- * says where it serves.
+ * says where it serves. Fails if the server exits first.
  */
 export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
   const child = spawn(process.execPath, [join(root, "cli/run.ts"), "server"], {
@@ -45,34 +61,57 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
     env: cliEnv({ FASTPUBSUB_API_HOST: "127.0.0.1", FASTPUBSUB_API_PORT: "0", ...env }),
   });
   let output = "";
-  const exited = once(child, "exit") as Promise<[number | null]>;
+  // `close` comes after `exit`, once stdout and stderr are read to their end.
+  const closed = once(child, "close") as Promise<[number | null]>;
+  let exited = false;
+  const exitError = (code: number | null) => new Error(`server exited with ${code} before serving:\n${output}`);
   const fixedPort = Number(env.FASTPUBSUB_API_PORT ?? 0);
-  const url = await new Promise<string>((resolve, reject) => {
-    const onData = (chunk: string) => {
-      output += chunk;
-      const serving = /"message":"fastpubsub is serving","url":"([^"]+)"/.exec(output);
-      if (serving?.[1] && !fixedPort) resolve(serving[1]);
-    };
-    child.stdout.setEncoding("utf8").on("data", onData);
-    child.stderr.setEncoding("utf8").on("data", onData);
-    child.once("exit", (code) => reject(new Error(`server exited with ${code} before serving:\n${output}`)));
-    if (fixedPort) {
-      const fixed = `http://127.0.0.1:${fixedPort}`;
-      const poll = () =>
-        fetch(`${fixed}/liveness`).then(
-          () => resolve(fixed),
-          () => setTimeout(poll, 50),
-        );
-      poll();
+  let url: string;
+  try {
+    url = await new Promise<string>((resolve, reject) => {
+      const onData = (chunk: string) => {
+        output += chunk;
+        const serving = /"message":"fastpubsub is serving","url":"([^"]+)"/.exec(output);
+        if (serving?.[1] && !fixedPort) resolve(serving[1]);
+      };
+      child.stdout.setEncoding("utf8").on("data", onData);
+      child.stderr.setEncoding("utf8").on("data", onData);
+      child.once("exit", (code) => {
+        exited = true;
+        reject(exitError(code));
+      });
+      if (fixedPort) {
+        const fixed = `http://127.0.0.1:${fixedPort}`;
+        waitFor(
+          async () => {
+            if (exited) return false;
+            const answered = await fetch(`${fixed}/liveness`).then(
+              () => true,
+              () => undefined,
+            );
+            return exited ? false : answered;
+          },
+          30_000,
+          `${fixed}/liveness`,
+        ).then((answered) => {
+          if (answered) resolve(fixed);
+        }, reject);
+      }
+    });
+  } catch (error) {
+    if (!exited) {
+      child.kill("SIGKILL");
+      await closed;
     }
-  });
+    throw error;
+  }
   return {
     child,
     url,
     log: () => output,
     async stop(signal = "SIGTERM") {
       child.kill(signal);
-      const [code] = await exited;
+      const [code] = await closed;
       return code;
     },
   };

@@ -6,6 +6,8 @@ import type { TestProject } from "vitest/node";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { migrate } from "../../src/db/migrate.ts";
 import { createLogger } from "../../src/logger.ts";
+import { databaseUrl, query } from "./db.ts";
+import { freePort } from "./ports.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -30,42 +32,21 @@ export default async function setup(project: TestProject) {
   if (!process.env.FASTPUBSUB_TEST_DATABASE_URL && !(await reachable(localPostgres))) {
     embeddedDir = await mkdtemp(join(tmpdir(), "fastpubsub-test-"));
     const logger = createLogger({ level: "warning", format: "%(message)s" });
-    embedded = await startEmbeddedPostgres({ baseDir: embeddedDir, port: 55_000 + (process.pid % 5000), logger });
+    embedded = await startEmbeddedPostgres({ baseDir: embeddedDir, port: await freePort(), logger });
     adminUrl = embedded.url;
   }
   const run = `fastpubsub_test_${Date.now().toString(36)}_${process.pid}`;
-  await admin(adminUrl, `CREATE DATABASE ${run}`);
+  await query(adminUrl, `CREATE DATABASE ${run}`);
   await migrate(databaseUrl(adminUrl, run));
   project.provide("adminUrl", adminUrl);
   project.provide("templateDatabase", run);
 
   return async () => {
-    const client = new pg.Client({ connectionString: adminUrl });
-    await client.connect();
-    const { rows } = await client.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE $1", [`${run}%`]);
-    for (const { datname } of rows) await client.query(`DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`);
-    await client.end();
+    const databases = await query<{ datname: string }>(adminUrl, "SELECT datname FROM pg_database WHERE datname LIKE $1", [`${run}%`]);
+    for (const { datname } of databases) await query(adminUrl, `DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`);
     await embedded?.stop();
     if (embeddedDir) await rm(embeddedDir, { recursive: true, force: true });
   };
-}
-
-/** The URL of another database on the same server. */
-export function databaseUrl(adminUrl: string, database: string) {
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
-/** Runs one statement on the maintenance database. */
-export async function admin(adminUrl: string, statement: string) {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    await client.query(statement);
-  } finally {
-    await client.end();
-  }
 }
 
 async function reachable(url: string) {

@@ -3,7 +3,7 @@ import { inject } from "vitest";
 import { type Config, loadConfig } from "../../src/config/config.ts";
 import { createLogger } from "../../src/logger.ts";
 import { type RunningServer, startServer } from "../../src/server/server.ts";
-import { admin, databaseUrl } from "./global-setup.ts";
+import { databaseUrl, query } from "./db.ts";
 
 /** A server started for one test file, on its own clone of the migrated template database. */
 export interface TestServer extends RunningServer {
@@ -16,7 +16,7 @@ export async function createTestDatabase(options: { empty?: boolean } = {}): Pro
   const adminUrl = inject("adminUrl");
   const template = inject("templateDatabase");
   const name = `${template}_${randomUUID().slice(0, 8)}`;
-  await admin(adminUrl, options.empty ? `CREATE DATABASE ${name}` : `CREATE DATABASE ${name} TEMPLATE ${template}`);
+  await query(adminUrl, options.empty ? `CREATE DATABASE ${name}` : `CREATE DATABASE ${name} TEMPLATE ${template}`);
   return databaseUrl(adminUrl, name);
 }
 

@@ -1,10 +1,17 @@
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it, onTestFinished } from "vitest";
 import { migrate, readMigrations } from "../../src/db/migrate.ts";
 import { query } from "../support/db.ts";
 import { createTestDatabase } from "../support/server.ts";
+
+/** A new folder for a test's own migrations, removed after the test. */
+async function migrationsFolder() {
+  const dir = await mkdtemp(join(tmpdir(), "fastpubsub-migrations-"));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 describe("migrate", () => {
   let url: string;
@@ -37,7 +44,7 @@ describe("migrate", () => {
   });
 
   it("refuses to continue when an applied migration has changed", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "fastpubsub-migrations-"));
+    const dir = await migrationsFolder();
     await writeFile(join(dir, "0001_first.sql"), "CREATE TABLE first_table (id INT);");
     expect(await migrate(url, await readMigrations(dir))).toEqual(["0001"]);
     await writeFile(join(dir, "0001_first.sql"), "CREATE TABLE first_table (id BIGINT);");
@@ -47,7 +54,7 @@ describe("migrate", () => {
   });
 
   it("rolls back a failing migration entirely and records nothing of it", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "fastpubsub-migrations-"));
+    const dir = await migrationsFolder();
     await writeFile(join(dir, "0001_ok.sql"), "CREATE TABLE ok_table (id INT);");
     await writeFile(join(dir, "0002_broken.sql"), "CREATE TABLE half_table (id INT); SELECT * FROM no_such_table;");
     await expect(migrate(url, await readMigrations(dir))).rejects.toThrow(/0002_broken failed/);

@@ -57,7 +57,17 @@ describe("clientCredentials", () => {
     expect(await tokenRequests("unauthenticated")).toBe(before + 2);
   });
 
-  it("is refused by the server without a token", async () => {
+  it("is refused by the server without a token, or with one that is not a token", async () => {
     await expectCode(createFastPubSubClient(server.url).topics.listTopics({}), Code.Unauthenticated);
+    await expectCode(createFastPubSubClient(server.url, { token: "abc" }).topics.listTopics({}), Code.Unauthenticated);
+  });
+
+  it("sends a token given as a string, over every protocol", async () => {
+    const token = await clientCredentials(server.url, credentials.id, credentials.secret)();
+    for (const protocol of ["connect", "grpc", "grpc-web"] as const) {
+      const { topics } = createFastPubSubClient(server.url, { protocol, token });
+      await topics.createTopic({ id: `client-test-${protocol}` });
+      expect((await topics.getTopic({ id: `client-test-${protocol}` })).id).toBe(`client-test-${protocol}`);
+    }
   });
 });

@@ -30,18 +30,3 @@ describe.each(["connect", "grpc", "grpc-web"] as const)("the TypeScript examples
     expect(metrics).toMatchObject({ available: 0, delivered: 0, acked: 700, dlq: 0 });
   });
 });
-
-describe("createFastPubSubClient", () => {
-  it("sends the token it is given, fetched anew by a function when it is one", async () => {
-    const seen: string[] = [];
-    const client = createFastPubSubClient(server.url, {
-      token: () => {
-        seen.push("asked");
-        return "abc";
-      },
-    });
-    await client.topics.listTopics({});
-    await client.topics.listTopics({});
-    expect(seen).toEqual(["asked", "asked"]);
-  });
-});

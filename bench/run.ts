@@ -36,7 +36,9 @@ if (options.help) {
   process.stdout.write(`npm run bench -- [options]
 
   --scenario A|A-unthrottled|B|C|all   what to run (default all)
-  --targets baseline,rest,grpc         what to run it against (default all three)
+  --targets baseline,rest,grpc         what to run it against (default all three); "bare" adds a reference
+                                       point: the same SQL functions behind a bare node:http server
+                                       (bench/bare-server.ts), to tell the HTTP hop's cost from the server's
   --url URL                            a running fastpubsub server; by default one is started on --database-url
   --database-url URL                   the database of the baseline and of the started server
                                        (default $FASTPUBSUB_BENCH_DATABASE_URL or postgresql://postgres@127.0.0.1:5432/fastpubsub_bench)
@@ -57,10 +59,15 @@ await ensureDatabase(databaseUrl);
 const server = options.url ? { url: options.url, child: undefined } : await startServer(databaseUrl);
 const rss = server.child ? watchRss(server.child) : undefined;
 
+const bare = targets.includes("bare")
+  ? await startChild(process.execPath, [join(import.meta.dirname, "bare-server.ts"), databaseUrl], /^(http:\S+)/)
+  : undefined;
+
 const drivers: Record<string, () => Driver> = {
   baseline: () => createBaselineDriver(databaseUrl),
   rest: () => createRestDriver(server.url),
   grpc: () => createGrpcDriver(server.url),
+  bare: () => ({ ...createRestDriver(bare?.url ?? ""), name: "bare node:http server" }),
 };
 
 const scenarioRuns: Record<string, { metric: string; run: (driver: Driver) => Promise<Record<string, number>> }> = {
@@ -97,12 +104,13 @@ for (const name of scenarios) {
     const details = Object.entries(median)
       .map(([key, figure]) => `${key} ${format(figure)}`)
       .join(", ");
-    const memory = rss && target !== "baseline" ? `, server RSS max ${rss.maxMb()} MB` : "";
+    const memory = rss && (target === "rest" || target === "grpc") ? `, server RSS max ${rss.maxMb()} MB` : "";
     console.log(`  ${target.padEnd(9)} ${details}${ratio}${memory}`);
   }
 }
 
 server.child?.kill("SIGTERM");
+bare?.child.kill("SIGTERM");
 rss?.stop();
 
 /** The run whose headline figure is the median, so that all of a line's figures come from one run. */
@@ -141,32 +149,36 @@ async function vacuum(url: string) {
 }
 
 /** Starts `fastpubsub server` on the database, on a free port, and waits until it serves. */
-async function startServer(url: string): Promise<{ url: string; child: ChildProcess }> {
+function startServer(url: string) {
   // Through the bin, so that the server runs with the flags of its #! line, as `npm start` does.
-  const child = spawn(join(import.meta.dirname, "../cli/run.ts"), ["server"], {
-    env: {
-      ...process.env,
-      FASTPUBSUB_DATABASE_URL: url,
-      FASTPUBSUB_API_HOST: "127.0.0.1",
-      FASTPUBSUB_API_PORT: "0",
-    },
-    stdio: ["ignore", "ignore", "pipe"],
+  return startChild(join(import.meta.dirname, "../cli/run.ts"), ["server"], /"url":"([^"]+)"/, {
+    FASTPUBSUB_DATABASE_URL: url,
+    FASTPUBSUB_API_HOST: "127.0.0.1",
+    FASTPUBSUB_API_PORT: "0",
+  });
+}
+
+/** Starts a program and waits until its output shows the URL it serves on. */
+async function startChild(command: string, args: string[], urlPattern: RegExp, env: Record<string, string> = {}) {
+  const child = spawn(command, args, {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
-  const serverUrl = await new Promise<string>((resolve, reject) => {
+  const url = await new Promise<string>((resolve, reject) => {
     const onData = (chunk: string) => {
       output += chunk;
-      const match = /"url":"([^"]+)"/.exec(output);
+      const match = urlPattern.exec(output);
       if (match?.[1]) {
-        // From here on its log is only drained, not read.
-        child.stderr?.off("data", onData).resume();
+        // From here on its output is only drained, not read.
+        for (const stream of [child.stdout, child.stderr]) stream?.off("data", onData).resume();
         resolve(match[1]);
       }
     };
-    child.stderr?.setEncoding("utf8").on("data", onData);
-    child.once("exit", (code) => reject(new Error(`server exited with ${code}: ${output}`)));
+    for (const stream of [child.stdout, child.stderr]) stream?.setEncoding("utf8").on("data", onData);
+    child.once("exit", (code) => reject(new Error(`${command} exited with ${code}: ${output}`)));
   });
-  return { url: serverUrl, child };
+  return { url, child };
 }
 
 /** Samples the server's resident memory every 200 ms. */

@@ -1,6 +1,15 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { Code, ConnectError, type ConnectRouter, cors, createConnectRouter, type Interceptor } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  type ConnectRouter,
+  cors,
+  createConnectRouter,
+  createServiceImplSpec,
+  type Interceptor,
+  type MethodImplSpec,
+} from "@connectrpc/connect";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { DatabasePool } from "../db/pool.ts";
 import type { Logger } from "../logger.ts";
@@ -8,7 +17,7 @@ import { createDocsHandler } from "./docs.ts";
 import { liveness, readiness } from "./health.ts";
 import type { Metrics } from "./metrics.ts";
 import { createRestHandler } from "./rest/rest-handler.ts";
-import { restRoutesFromHandlers } from "./rest/routes.ts";
+import { restRoutesFromMethods } from "./rest/routes.ts";
 
 type NodeRequest = IncomingMessage | Http2ServerRequest;
 type NodeResponse = ServerResponse | Http2ServerResponse;
@@ -42,14 +51,20 @@ export interface HandlerOptions {
  * answer directly. Every request is timed, counted and logged once.
  */
 export function createRequestHandler(options: HandlerOptions) {
-  const router = createConnectRouter({
-    interceptors: options.interceptors,
-    readMaxBytes: options.readMaxBytes,
-    jsonOptions: { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true },
+  const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true };
+  const router = createConnectRouter({ interceptors: options.interceptors, readMaxBytes: options.readMaxBytes, jsonOptions });
+  // The REST transcoder calls the implementations directly, through the same interceptors.
+  const methods: MethodImplSpec[] = [];
+  options.routes({
+    handlers: router.handlers,
+    service(service, implementation, serviceOptions) {
+      methods.push(...Object.values(createServiceImplSpec(service, implementation).methods));
+      return router.service(service, implementation, serviceOptions);
+    },
+    rpc: router.rpc.bind(router),
   });
-  options.routes(router);
   const rpcHandlers = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
-  const handleRest = createRestHandler(restRoutesFromHandlers(router.handlers));
+  const handleRest = createRestHandler(restRoutesFromMethods(methods), options.interceptors, jsonOptions);
   const allowedOrigins = new Set(options.corsOrigins);
   const handleDocs = createDocsHandler();
 

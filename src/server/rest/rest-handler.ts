@@ -1,11 +1,11 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { type DescField, type JsonObject, type JsonValue, ScalarType } from "@bufbuild/protobuf";
-import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
-import { readAllBytes, type UniversalServerResponse } from "@connectrpc/connect/protocol";
-import { codeFromString } from "@connectrpc/connect/protocol-connect";
+import { type DescField, type JsonObject, type JsonValue, type JsonWriteOptions, ScalarType } from "@bufbuild/protobuf";
+import { Code, ConnectError, createContextValues, createHandlerContext, type Interceptor } from "@connectrpc/connect";
+import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
 import { kRestRoute } from "../context.ts";
 import { httpStatusFromCode } from "./http-status.ts";
 import { matchRoute, type RestRoute } from "./routes.ts";
+import { requestFromJson, responseToJson } from "./struct-json.ts";
 
 /** A REST request, reduced to what the transcoder reads. */
 export interface RestRequest {
@@ -29,10 +29,39 @@ const droppedHeaders = /^(host|connection|keep-alive|transfer-encoding|upgrade|c
 /**
  * Creates the REST transcoder: it matches a request to a route read from the
  * proto annotations, builds the RPC's request from the path, query and body,
- * calls the same Connect handler (and so the same interceptors) as every other
+ * calls the same implementation through the same interceptors as every other
  * protocol, and turns the answer into the seed's status codes and JSON.
  */
-export function createRestHandler(routes: readonly RestRoute[]) {
+export function createRestHandler(routes: readonly RestRoute[], interceptors: Interceptor[], jsonOptions: Partial<JsonWriteOptions>) {
+  /** Calls the route's RPC with the request's path, query and body, and answers as the seed does. */
+  async function answer(route: RestRoute, params: Map<DescField, string>, request: RestRequest): Promise<RestResponse> {
+    const { method } = route.spec;
+    try {
+      const json = requestJson(route, params, request.url.searchParams, route.body === "none" ? undefined : await readJsonBody(request));
+      const input = parseRequest(route, json);
+      const requestHeader: Record<string, string> = {};
+      for (const [name, value] of Object.entries(request.headers)) {
+        if (value !== undefined && !droppedHeaders.test(name)) requestHeader[name] = Array.isArray(value) ? value.join(", ") : value;
+      }
+      const context = createHandlerContext({
+        service: method.parent,
+        method,
+        protocolName: "rest",
+        requestMethod: request.method,
+        url: request.url.toString(),
+        requestHeader,
+        requestSignal: request.signal,
+        contextValues: createContextValues().set(kRestRoute, route.template),
+      });
+      const output = await invokeUnaryImplementation(route.spec, context, input, interceptors);
+      if (route.successStatus === 204) return { status: 204 };
+      return { status: route.successStatus, body: utf8Encoder.encode(JSON.stringify(responseToJson(method.output, output, jsonOptions))) };
+    } catch (error) {
+      const { code, rawMessage } = ConnectError.from(error);
+      return detail(httpStatusFromCode(code), code === Code.Internal ? "Internal server error" : rawMessage);
+    }
+  }
+
   return async function handleRest(request: RestRequest): Promise<RestResponse> {
     const match = matchRoute(routes, request.method, request.url.pathname);
     if ("status" in match) {
@@ -42,44 +71,19 @@ export function createRestHandler(routes: readonly RestRoute[]) {
   };
 }
 
-/** Calls the route's RPC with the request's path, query and body, and answers as the seed does. */
-async function answer(route: RestRoute, params: Map<DescField, string>, request: RestRequest): Promise<RestResponse> {
-  let message: JsonObject;
+/** Reads the RPC's request message from its proto JSON, as Connect reads a parsed JSON body. */
+function parseRequest(route: RestRoute, json: JsonObject) {
   try {
-    message = requestJson(route, params, request.url.searchParams, route.body === "none" ? undefined : await readJsonBody(request));
+    return requestFromJson(route.spec.method.input, json);
   } catch (error) {
-    const connectError = ConnectError.from(error);
-    return detail(httpStatusFromCode(connectError.code), connectError.rawMessage);
+    throw ConnectError.from(error, Code.InvalidArgument);
   }
-  const header = new Headers();
-  for (const [name, value] of Object.entries(request.headers)) {
-    if (value !== undefined && !droppedHeaders.test(name)) header.set(name, Array.isArray(value) ? value.join(", ") : value);
-  }
-  header.set("content-type", "application/json");
-  const response = await route.handler({
-    httpVersion: "1.1",
-    method: "POST",
-    url: new URL(route.handler.requestPath, request.url).toString(),
-    header,
-    body: message,
-    signal: request.signal,
-    contextValues: createContextValues().set(kRestRoute, route.template),
-  });
-  return restResponseFromConnect(route, response);
 }
 
-async function restResponseFromConnect(route: RestRoute, response: UniversalServerResponse): Promise<RestResponse> {
-  const body = response.body ? await readAllBytes(response.body, Number.MAX_SAFE_INTEGER) : new Uint8Array();
-  if (response.status === 200) {
-    return route.successStatus === 204 ? { status: 204 } : { status: route.successStatus, body };
-  }
-  const error = JSON.parse(new TextDecoder().decode(body) || "{}") as { code?: string; message?: string };
-  const code = codeFromString(error.code ?? "") ?? Code.Internal;
-  return detail(httpStatusFromCode(code), code === Code.Internal ? "Internal server error" : (error.message ?? ""));
-}
+const utf8Encoder = new TextEncoder();
 
 function detail(status: number, reason: string): RestResponse {
-  return { status, body: new TextEncoder().encode(JSON.stringify({ detail: reason })) };
+  return { status, body: utf8Encoder.encode(JSON.stringify({ detail: reason })) };
 }
 
 // Drops a leading byte-order mark, as JSON parsers of other stacks do.

@@ -1,18 +1,18 @@
 import { type DescField, getOption, hasOption } from "@bufbuild/protobuf";
-import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import type { MethodImplSpec } from "@connectrpc/connect";
 import { http } from "../../../gen/google/api/annotations_pb.ts";
 import { type RestBinding, restBinding } from "./rest-binding.ts";
 
-/** A REST route: an RPC's REST binding and the Connect handler requests are passed to. */
+/** A REST route: an RPC's REST binding and the implementation requests are passed to. */
 export interface RestRoute extends RestBinding {
-  handler: UniversalHandler;
+  spec: MethodImplSpec & { kind: "unary" };
 }
 
-/** Builds the REST routes of every handler whose method carries a google.api.http annotation. */
-export function restRoutesFromHandlers(handlers: readonly UniversalHandler[]): RestRoute[] {
-  return handlers
-    .filter((handler) => hasOption(handler.method, http))
-    .map((handler) => ({ ...restBinding(handler.method, getOption(handler.method, http)), handler }))
+/** Builds the REST routes of every unary method that carries a google.api.http annotation. */
+export function restRoutesFromMethods(specs: Iterable<MethodImplSpec>): RestRoute[] {
+  return [...specs]
+    .filter((spec) => spec.kind === "unary" && hasOption(spec.method, http))
+    .map((spec) => ({ ...restBinding(spec.method, getOption(spec.method, http)), spec: spec as RestRoute["spec"] }))
     .sort((a, b) => literalCount(b) - literalCount(a));
 }
 

@@ -105,7 +105,8 @@ for (const name of scenarios) {
       .map(([key, figure]) => `${key} ${format(figure)}`)
       .join(", ");
     const memory = rss && (target === "rest" || target === "grpc") ? `, server RSS max ${rss.maxMb()} MB` : "";
-    console.log(`  ${target.padEnd(9)} ${details}${ratio}${memory}`);
+    const spread = runs > 1 ? ` (runs: ${results.map((result) => format(result[scenario.metric] ?? 0)).join(" / ")})` : "";
+    console.log(`  ${target.padEnd(9)} ${details}${ratio}${memory}${spread}`);
   }
 }
 
@@ -145,6 +146,8 @@ async function vacuum(url: string) {
     "SELECT relname FROM pg_stat_user_tables WHERE relname IN ('messages', 'queue_counts', 'acked_counts', 'dead_letters', 'bench_messages')",
   );
   for (const { relname } of rows) await client.query(`VACUUM (FULL, ANALYZE) ${client.escapeIdentifier(relname)}`);
+  // And from the same point of the WAL: right after a checkpoint, as writes after one cost more (full-page images).
+  await client.query("CHECKPOINT");
   await client.end();
 }
 

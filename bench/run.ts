@@ -56,18 +56,28 @@ const targets = options.targets.split(",");
 const scenarios = options.scenario === "all" ? ["A", "A-unthrottled", "B", "C"] : options.scenario.split(",");
 
 await ensureDatabase(databaseUrl);
-const server = options.url ? { url: options.url, child: undefined } : await startServer(databaseUrl);
-const rss = server.child ? watchRss(server.child) : undefined;
 
-const bare = targets.includes("bare")
-  ? await startChild(process.execPath, [join(import.meta.dirname, "bare-server.ts"), databaseUrl], /^(http:\S+)/)
-  : undefined;
+/** What a target runs against: a process of its own, or (the baseline) nothing but PostgreSQL. */
+interface System {
+  url: string;
+  child?: ChildProcess;
+}
 
-const drivers: Record<string, () => Driver> = {
+// Each target's system runs only during that target's runs, so that no other server shares the
+// machine, or the tables (the fastpubsub server's maintenance vacuums them), with the one measured.
+const fastpubsub = async (): Promise<System> => (options.url ? { url: options.url } : startServer(databaseUrl));
+const systems: Record<string, () => Promise<System | undefined>> = {
+  baseline: async () => undefined,
+  bare: () => startChild(process.execPath, [join(import.meta.dirname, "bare-server.ts"), databaseUrl], /^(http:\S+)/),
+  rest: fastpubsub,
+  grpc: fastpubsub,
+};
+
+const drivers: Record<string, (url: string) => Driver> = {
   baseline: () => createBaselineDriver(databaseUrl),
-  rest: () => createRestDriver(server.url),
-  grpc: () => createGrpcDriver(server.url),
-  bare: () => ({ ...createRestDriver(bare?.url ?? ""), name: "bare node:http server" }),
+  bare: (url) => ({ ...createRestDriver(url), name: "bare node:http server" }),
+  rest: createRestDriver,
+  grpc: createGrpcDriver,
 };
 
 const scenarioRuns: Record<string, { metric: string; run: (driver: Driver) => Promise<Record<string, number>> }> = {
@@ -77,7 +87,8 @@ const scenarioRuns: Record<string, { metric: string; run: (driver: Driver) => Pr
   C: { metric: "p50 ms", run: (driver) => latency(driver, Number(options["latency-messages"])) },
 };
 
-console.log(`fastpubsub benchmark: ${server.url}, database ${new URL(databaseUrl).pathname.slice(1)}, ${runs} run(s) each`);
+const where = options.url ? `fastpubsub at ${options.url}` : "a fastpubsub server started for each target";
+console.log(`fastpubsub benchmark: database ${new URL(databaseUrl).pathname.slice(1)}, ${where}, ${runs} run(s) each`);
 for (const name of scenarios) {
   const scenario = scenarioRuns[name];
   if (!scenario) throw new Error(`unknown scenario ${name}`);
@@ -85,17 +96,24 @@ for (const name of scenarios) {
   let baseline: number | undefined;
   for (const target of targets) {
     const create = drivers[target];
-    if (!create) throw new Error(`unknown target ${target}`);
+    const start = systems[target];
+    if (!create || !start) throw new Error(`unknown target ${target}`);
+    const system = await start();
+    const rss = system?.child && target !== "bare" ? watchRss(system.child) : undefined;
     const results: Record<string, number>[] = [];
-    rss?.reset();
-    for (let n = 0; n < runs; n++) {
-      await vacuum(databaseUrl);
-      const driver = create();
-      try {
-        results.push(await scenario.run(driver));
-      } finally {
-        await driver.close();
+    try {
+      for (let n = 0; n < runs; n++) {
+        await vacuum(databaseUrl);
+        const driver = create(system?.url ?? "");
+        try {
+          results.push(await scenario.run(driver));
+        } finally {
+          await driver.close();
+        }
       }
+    } finally {
+      rss?.stop();
+      await stop(system?.child);
     }
     const median = medianOf(results, scenario.metric);
     const value = median[scenario.metric] ?? 0;
@@ -104,15 +122,19 @@ for (const name of scenarios) {
     const details = Object.entries(median)
       .map(([key, figure]) => `${key} ${format(figure)}`)
       .join(", ");
-    const memory = rss && (target === "rest" || target === "grpc") ? `, server RSS max ${rss.maxMb()} MB` : "";
+    const memory = rss ? `, server RSS max ${rss.maxMb()} MB` : "";
     const spread = runs > 1 ? ` (runs: ${results.map((result) => format(result[scenario.metric] ?? 0)).join(" / ")})` : "";
     console.log(`  ${target.padEnd(9)} ${details}${ratio}${memory}${spread}`);
   }
 }
 
-server.child?.kill("SIGTERM");
-bare?.child.kill("SIGTERM");
-rss?.stop();
+/** Stops a system's process and waits until it has exited. */
+async function stop(child: ChildProcess | undefined) {
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGTERM");
+  await exited;
+}
 
 /** The run whose headline figure is the median, so that all of a line's figures come from one run. */
 function medianOf(results: Record<string, number>[], metric: string) {
@@ -195,9 +217,6 @@ function watchRss(child: ChildProcess) {
     } catch {}
   }, 200);
   return {
-    reset: () => {
-      max = 0;
-    },
     maxMb: () => Math.round(max / 1024),
     stop: () => clearInterval(timer),
   };

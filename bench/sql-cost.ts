@@ -8,6 +8,7 @@
  */
 import { readFileSync } from "node:fs";
 import pg from "pg";
+import { baselineTable } from "./baseline.ts";
 import { eventPayload } from "./payload.ts";
 
 const client = new pg.Client({ connectionString: process.argv[2] ?? "postgresql://postgres@127.0.0.1:5432/fastpubsub_bench" });
@@ -63,18 +64,7 @@ await measure("fastpubsub", {
 });
 await client.query("SELECT delete_topic('sql-cost')");
 
-await client.query(`
-  DROP TABLE IF EXISTS sql_cost_messages;
-  CREATE TABLE sql_cost_messages (
-    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    subscription_id TEXT NOT NULL,
-    payload JSONB NOT NULL,
-    attempts INT NOT NULL DEFAULT 0,
-    available_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    locked_at TIMESTAMPTZ
-  );
-  CREATE INDEX ON sql_cost_messages (subscription_id, available_at) WHERE locked_at IS NULL;
-`);
+await client.query(`DROP TABLE IF EXISTS sql_cost_messages; ${baselineTable("sql_cost_messages")}`);
 await measure("baseline", {
   publish: () =>
     client.query({

@@ -10,9 +10,13 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import pg from "pg";
+import type { QueueClient } from "../src/db/database.ts";
 import { messageIdFromUuid, messageUuid } from "../src/db/message-ids.ts";
+import { ackMessages, consumeMessages, publishMessages } from "../src/db/messages.ts";
 
 const pool = new pg.Pool({ connectionString: process.argv[2], min: 5, max: 10 });
+// The server's own queries of the hot path, on a plain pool.
+const queue: QueueClient = { raw: pool, query: (config) => pool.query(config) };
 
 async function readJson(req: IncomingMessage) {
   const chunks: Buffer[] = [];
@@ -33,17 +37,12 @@ async function answer(req: IncomingMessage, res: ServerResponse) {
   const route = `${req.method} /${collection}${id ? "/{id}" : ""}${action ? `/${action}` : ""}`;
   switch (route) {
     case "POST /topics/{id}/messages": {
-      const payloads = await readJson(req);
-      await pool.query({ name: "publish", text: "SELECT publish_messages($1, $2::json)", values: [id, JSON.stringify(payloads)] });
+      await publishMessages(queue, id, await readJson(req));
       return end(res, 204);
     }
     case "GET /subscriptions/{id}/messages": {
-      const { rows } = await pool.query({
-        name: "consume",
-        text: `SELECT id, payload, delivery_attempts, floor(extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms
-               FROM consume_messages($1, $2, $3)`,
-        values: [id, url.searchParams.get("consumer_id"), Number(url.searchParams.get("batch_size") ?? 10)],
-      });
+      const consumerId = url.searchParams.get("consumer_id") ?? "";
+      const rows = await consumeMessages(queue, id, consumerId, Number(url.searchParams.get("batch_size") ?? 10));
       const data = rows.map((row) => ({
         id: messageUuid(row.id, row.created_at_ms),
         subscription_id: id,
@@ -54,8 +53,8 @@ async function answer(req: IncomingMessage, res: ServerResponse) {
       return end(res, 200, { data });
     }
     case "POST /subscriptions/{id}/acks": {
-      const ids = ((await readJson(req)) as string[]).map(messageIdFromUuid);
-      await pool.query({ name: "ack", text: "SELECT ack_messages($1, $2::bigint[], 30)", values: [id, ids] });
+      const ids = ((await readJson(req)) as string[]).map(messageIdFromUuid).filter((messageId) => messageId !== undefined);
+      await ackMessages(queue, id, ids, 30);
       return end(res, 204);
     }
     case "POST /topics": {

@@ -1,21 +1,6 @@
 import pg from "pg";
 import type { Consumer, Driver, Publisher } from "./driver.ts";
 
-/** The baseline's message table: bigint identity key and one partial index on ready rows. */
-export function baselineTable(name: string) {
-  return `
-    CREATE TABLE ${name} (
-      id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-      subscription_id TEXT NOT NULL,
-      payload JSONB NOT NULL,
-      attempts INT NOT NULL DEFAULT 0,
-      available_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-      locked_at TIMESTAMPTZ
-    );
-    CREATE INDEX ${name}_ready ON ${name} (subscription_id, available_at) WHERE locked_at IS NULL;
-  `;
-}
-
 /**
  * The leanest durable SQL for the benchmark's work, on a table of its own:
  * bigint identity key, one partial index on ready rows, filters evaluated in
@@ -37,7 +22,15 @@ export function createBaselineDriver(databaseUrl: string): Driver {
       await client.query(`
         DROP TABLE IF EXISTS bench_messages, bench_subscriptions;
         CREATE TABLE bench_subscriptions (id TEXT PRIMARY KEY, topic TEXT NOT NULL, filter JSONB);
-        ${baselineTable("bench_messages")}
+        CREATE TABLE bench_messages (
+          id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+          subscription_id TEXT NOT NULL,
+          payload JSONB NOT NULL,
+          attempts INT NOT NULL DEFAULT 0,
+          available_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+          locked_at TIMESTAMPTZ
+        );
+        CREATE INDEX bench_messages_ready ON bench_messages (subscription_id, available_at) WHERE locked_at IS NULL;
       `);
       for (const subscription of subscriptions) {
         await client.query("INSERT INTO bench_subscriptions VALUES ($1, $2, $3)", [subscription.id, topic, subscription.filter]);

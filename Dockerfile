@@ -25,5 +25,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8000/liveness').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
-ENTRYPOINT ["node", "--max-semi-space-size=16", "--max-old-space-size=384", "cli/run.ts"]
+ENTRYPOINT ["node", "--max-semi-space-size=16", "--initial-old-space-size=64", "--max-old-space-size=384", "cli/run.ts"]
 CMD ["server"]

@@ -13,6 +13,10 @@ import pg from "pg";
 import type { QueueClient } from "../src/db/database.ts";
 import { messageIdFromUuid, messageUuid } from "../src/db/message-ids.ts";
 import { ackMessages, consumeMessages, publishMessages } from "../src/db/messages.ts";
+import { migrate } from "../src/db/migrate.ts";
+
+// As the server does at start, so that the bare server also runs on a database it is the first to use.
+await migrate(process.argv[2] ?? "");
 
 const pool = new pg.Pool({ connectionString: process.argv[2], min: 5, max: 10 });
 // The server's own queries of the hot path, on a plain pool.

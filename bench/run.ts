@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { createBaselineDriver } from "./baseline.ts";
+import { cpuTimes } from "./cpu.ts";
 import type { Driver } from "./driver.ts";
 import { createGrpcDriver } from "./grpc.ts";
 import { createRestDriver } from "./rest.ts";
@@ -50,7 +51,8 @@ if (options.help) {
 }
 
 const databaseUrl = options["database-url"];
-const timing: Timing = { warmupMs: Number(options.warmup) * 1000, durationMs: Number(options.duration) * 1000 };
+const warmupMs = Number(options.warmup) * 1000;
+const durationMs = Number(options.duration) * 1000;
 const runs = Number(options.runs);
 const targets = options.targets.split(",");
 const scenarios = options.scenario === "all" ? ["A", "A-unthrottled", "B", "C"] : options.scenario.split(",");
@@ -80,10 +82,14 @@ const drivers: Record<string, (url: string) => Driver> = {
   grpc: createGrpcDriver,
 };
 
-const scenarioRuns: Record<string, { metric: string; run: (driver: Driver) => Promise<Record<string, number>> }> = {
-  A: { metric: "delivered+acked msg/s", run: (driver) => pipeline(driver, timing, 2000) },
-  "A-unthrottled": { metric: "delivered+acked msg/s", run: (driver) => pipeline(driver, timing, Number.POSITIVE_INFINITY) },
-  B: { metric: "published msg/s", run: (driver) => fanOut(driver, timing) },
+type ScenarioRun = (driver: Driver, timing: Timing) => Promise<Record<string, number>>;
+const scenarioRuns: Record<string, { metric: string; run: ScenarioRun }> = {
+  A: { metric: "delivered+acked msg/s", run: (driver, timing) => pipeline(driver, timing, 2000) },
+  "A-unthrottled": {
+    metric: "delivered+acked msg/s",
+    run: (driver, timing) => pipeline(driver, timing, Number.POSITIVE_INFINITY),
+  },
+  B: { metric: "published msg/s", run: (driver, timing) => fanOut(driver, timing) },
   C: { metric: "p50 ms", run: (driver) => latency(driver, Number(options["latency-messages"])) },
 };
 
@@ -99,6 +105,8 @@ for (const name of scenarios) {
     const start = systems[target];
     if (!create || !start) throw new Error(`unknown target ${target}`);
     const system = await start();
+    // With --url the server is not ours to watch: its CPU counts as the machine's.
+    const timing: Timing = { warmupMs, durationMs, cpu: () => cpuTimes(system?.child?.pid) };
     const rss = system?.child && target !== "bare" ? watchRss(system.child) : undefined;
     const results: Record<string, number>[] = [];
     try {
@@ -106,7 +114,7 @@ for (const name of scenarios) {
         await vacuum(databaseUrl);
         const driver = create(system?.url ?? "");
         try {
-          results.push(await scenario.run(driver));
+          results.push(await scenario.run(driver, timing));
         } finally {
           await driver.close();
         }
@@ -119,12 +127,19 @@ for (const name of scenarios) {
     const value = median[scenario.metric] ?? 0;
     if (target === "baseline") baseline = value;
     const ratio = baseline && target !== "baseline" ? `  ${(value / baseline).toFixed(2)}× baseline` : "";
-    const details = Object.entries(median)
+    const figures = Object.entries(median);
+    const details = figures
+      .filter(([key]) => !key.startsWith("cpu "))
       .map(([key, figure]) => `${key} ${format(figure)}`)
       .join(", ");
     const memory = rss ? `, server RSS max ${rss.maxMb()} MB` : "";
     const spread = runs > 1 ? ` (runs: ${results.map((result) => format(result[scenario.metric] ?? 0)).join(" / ")})` : "";
     console.log(`  ${target.padEnd(9)} ${details}${ratio}${memory}${spread}`);
+    const cpu = figures.filter(([key]) => key.startsWith("cpu ") && key !== "cpu machine");
+    if (cpu.length > 0) {
+      const parties = cpu.map(([key, us]) => `${key.slice(4)} ${us.toFixed(1)}`).join(", ");
+      console.log(`  ${"".padEnd(9)} CPU µs per message: ${parties}; whole machine ${median["cpu machine"]?.toFixed(1)}`);
+    }
   }
 }
 

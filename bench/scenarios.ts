@@ -1,11 +1,13 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { type CpuTimes, cpuPerMessage } from "./cpu.ts";
 import type { BenchSubscription, Driver } from "./driver.ts";
 import { eventPayload } from "./payload.ts";
 
-/** How long to measure, after how long a warm-up. */
+/** How long to measure, after how long a warm-up, and how to read the CPU time spent. */
 export interface Timing {
   warmupMs: number;
   durationMs: number;
+  cpu: () => CpuTimes;
 }
 
 const batchSize = 100;
@@ -24,22 +26,31 @@ class Counter {
   }
 }
 
-/** Runs `loops` until `stop` resolves, and returns the counts taken at the start and end of the measured window. */
-async function measure(timing: Timing, counters: Record<string, Counter>, loops: ((running: () => boolean) => Promise<void>)[]) {
+/**
+ * Runs `loops` and measures, after the warm-up, the rate of each counter and
+ * the CPU each party spent per count of `perMessage` (keys "cpu <party>").
+ */
+async function measure(
+  timing: Timing,
+  counters: Record<string, Counter>,
+  perMessage: Counter,
+  loops: ((running: () => boolean) => Promise<void>)[],
+) {
   let running = true;
   const done = Promise.all(loops.map((loop) => loop(() => running)));
   await sleep(timing.warmupMs);
   const start = Object.fromEntries(Object.entries(counters).map(([name, counter]) => [name, counter.value]));
-  const started = performance.now();
+  const [cpuStart, messagesStart, started] = [timing.cpu(), perMessage.value, performance.now()];
   await sleep(timing.durationMs);
-  const seconds = (performance.now() - started) / 1000;
+  const [cpuEnd, messages, seconds] = [timing.cpu(), perMessage.value - messagesStart, (performance.now() - started) / 1000];
   const rates = Object.fromEntries(
     Object.entries(counters).map(([name, counter]) => [name, (counter.value - (start[name] ?? 0)) / seconds]),
   );
+  const cpu = Object.entries(cpuPerMessage(cpuStart, cpuEnd, messages)).map(([party, us]) => [`cpu ${party}`, us]);
   running = false;
   for (const counter of Object.values(counters)) counter.add(0);
   await done;
-  return rates;
+  return { rates, cpu: Object.fromEntries(cpu) };
 }
 
 // Publishers cycle through prepared batches, as a real publisher has its data ready.
@@ -82,8 +93,9 @@ export async function pipeline(driver: Driver, timing: Timing, backlog: number) 
     }
     await consumer.close();
   };
-  const rates = await measure(timing, { published, acked }, [publisherLoop, publisherLoop, consumerLoop, consumerLoop]);
-  return { "delivered+acked msg/s": rates.acked ?? 0, "published msg/s": rates.published ?? 0 };
+  const loops = [publisherLoop, publisherLoop, consumerLoop, consumerLoop];
+  const { rates, cpu } = await measure(timing, { published, acked }, acked, loops);
+  return { "delivered+acked msg/s": rates.acked ?? 0, "published msg/s": rates.published ?? 0, ...cpu };
 }
 
 /** Scenario B, fan-out: one topic, five subscriptions (one filtered on country BR or US), two publishers. */
@@ -108,8 +120,8 @@ export async function fanOut(driver: Driver, timing: Timing) {
     }
     await publisher.close();
   };
-  const rates = await measure(timing, { published, routed }, [publisherLoop, publisherLoop]);
-  return { "published msg/s": rates.published ?? 0, "routed rows/s": rates.routed ?? 0 };
+  const { rates, cpu } = await measure(timing, { published, routed }, published, [publisherLoop, publisherLoop]);
+  return { "published msg/s": rates.published ?? 0, "routed rows/s": rates.routed ?? 0, ...cpu };
 }
 
 /** Scenario C, latency: one message at a time, with a consumer polling for it; publish-to-receive times. */

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=16 --max-old-space-size=384
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=16 --initial-old-space-size=64 --max-old-space-size=384
 import { execute } from "@oclif/core";
 
 if (Number(process.versions.node.split(".")[0]) < 24) {

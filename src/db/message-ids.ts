@@ -8,17 +8,29 @@
 const uuidShape = /^([0-9a-f]{8})-?([0-9a-f]{4})-?8000-?([89ab][0-9a-f]{3})-?([0-9a-f]{12})$/i;
 const safeHexDigits = 13; // 2^52 fits in a double exactly
 
+// The common case, an id below 2^48: then the UUID's last group is the id, and the one before it "8000".
+// A batch's messages share their creation time, so the part made of it is kept from one call to the next.
+const shortIdUuid = /^[0-9a-f]{8}-[0-9a-f]{4}-8000-8000-[0-9a-f]{12}$/i;
+const shortIdMax = 2 ** 48;
+let lastTime = { ms: Number.NaN, prefix: "" };
+
 /** Formats a message's bigint id (as text) and creation time (ms) as its UUID. */
 export function messageUuid(id: string, createdAtMs: number): string {
-  const time = Math.max(0, Math.trunc(createdAtMs)).toString(16).padStart(12, "0").slice(-12);
-  const idHex = id.length < 16 ? Number(id).toString(16) : BigInt(id).toString(16);
+  if (createdAtMs !== lastTime.ms) {
+    const time = Math.max(0, Math.trunc(createdAtMs)).toString(16).padStart(12, "0").slice(-12);
+    lastTime = { ms: createdAtMs, prefix: `${time.slice(0, 8)}-${time.slice(8)}-8000-` };
+  }
+  const short = id.length < 16 ? Number(id) : shortIdMax;
+  if (short < shortIdMax) return `${lastTime.prefix}8000-${short.toString(16).padStart(12, "0")}`;
+  const idHex = id.length < 16 ? short.toString(16) : BigInt(id).toString(16);
   // The variant bits ("10") lead the 64 low bits; the id fills the other 62.
   const low = idHex.length < 16 ? `8${idHex.padStart(15, "0")}` : (BigInt(`0x${idHex}`) | (2n << 62n)).toString(16);
-  return `${time.slice(0, 8)}-${time.slice(8)}-8000-${low.slice(0, 4)}-${low.slice(4)}`;
+  return `${lastTime.prefix}${low.slice(0, 4)}-${low.slice(4)}`;
 }
 
 /** Reads the bigint id (as text) of a message UUID; undefined for a UUID that no message of fastpubsub has. */
 export function messageIdFromUuid(uuid: string): string | undefined {
+  if (shortIdUuid.test(uuid)) return Number.parseInt(uuid.slice(24), 16).toString();
   const match = uuidShape.exec(uuid);
   if (!match) return undefined;
   const low = `${match[3]}${match[4]}`;

@@ -46,6 +46,9 @@ if (options.help) {
   --duration S --warmup S              measured seconds after warm-up seconds (default 20 after 5)
   --runs N                             runs per scenario and target; the median is reported (default 3)
   --latency-messages N                 messages timed in scenario C (default 2000)
+
+Under each result of A and B: the CPU time spent per message by the load generator (this process),
+the server (when started here), PostgreSQL and the whole machine, read from /proc over the measured window.
 `);
   process.exit(0);
 }

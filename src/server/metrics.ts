@@ -2,6 +2,7 @@ import { ConnectError, type ContextValues, type Interceptor } from "@connectrpc/
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Database } from "../db/database.ts";
+import type { DatabaseConnection } from "../db/pool.ts";
 import { getQueueStats } from "../db/messages.ts";
 import type { Logger } from "../logger.ts";
 import { kRestRoute } from "./context.ts";
@@ -11,10 +12,10 @@ const durationBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 /**
  * The server's Prometheus metrics, in a registry of its own: the seed's http_requests_total and
  * http_request_duration_seconds, RPC series by procedure, protocol and code,
- * in-flight requests, Node's process metrics, the database pools, and queue
- * gauges per subscription read from the count deltas on each scrape.
+ * in-flight requests, Node's process metrics, the database pools, and (with
+ * `queueGauges`) the queue gauges of every subscription.
  */
-export function createMetrics(options: { db: Database; logger: Logger }) {
+export function createMetrics(options: { db: Database; logger: Logger; queueGauges: boolean }) {
   const registry = new Registry();
   const registers = [registry];
   collectDefaultMetrics({ register: registry });
@@ -61,43 +62,7 @@ export function createMetrics(options: { db: Database; logger: Logger }) {
       this.set({ pool: "main", state: "waiting" }, main.waitingClients);
     },
   });
-  // Both queue gauges read one query per scrape; prom-client collects metrics concurrently.
-  let scrape: Promise<Awaited<ReturnType<typeof getQueueStats>>> | undefined;
-  const queueStats = () => {
-    scrape ??= getQueueStats(options.db.pool)
-      .catch((error: unknown) => {
-        options.logger.warning("queue metrics unavailable", { error: String(error) });
-        return [];
-      })
-      .finally(() => setImmediate(() => (scrape = undefined)));
-    return scrape;
-  };
-  new Gauge({
-    name: "fastpubsub_subscription_messages",
-    registers,
-    help: "Messages of each subscription, by state (available, delivered, dlq)",
-    labelNames: ["subscription", "state"],
-    aggregator: "first",
-    async collect() {
-      this.reset();
-      for (const row of await queueStats()) {
-        this.set({ subscription: row.subscription_id, state: "available" }, Number(row.available));
-        this.set({ subscription: row.subscription_id, state: "delivered" }, Number(row.delivered));
-        this.set({ subscription: row.subscription_id, state: "dlq" }, Number(row.dlq));
-      }
-    },
-  });
-  new Gauge({
-    name: "fastpubsub_subscription_oldest_available_age_seconds",
-    registers,
-    help: "Age of the oldest message ready to be consumed, per subscription",
-    labelNames: ["subscription"],
-    aggregator: "first",
-    async collect() {
-      this.reset();
-      for (const row of await queueStats()) this.set({ subscription: row.subscription_id }, row.oldest_available_age_seconds);
-    },
-  });
+  if (options.queueGauges) registerQueueGauges(registry, options.db.pool, options.logger);
 
   return {
     /** Starts timing an HTTP request; call the result with its route template and status when it ends. */
@@ -144,4 +109,48 @@ function protocolOf(request: { header: Headers; contextValues: ContextValues }) 
   if (type.startsWith("application/grpc-web")) return "grpc-web";
   if (type.startsWith("application/grpc")) return "grpc";
   return "connect";
+}
+
+/**
+ * Registers the gauges of every subscription's messages by state and of the
+ * age of its oldest available message, read from the count deltas with one
+ * query per scrape. A cluster's primary registers them once for all workers.
+ */
+export function registerQueueGauges(registry: Registry, db: DatabaseConnection, logger: Logger) {
+  const registers = [registry];
+  // Both queue gauges read one query per scrape; prom-client collects metrics concurrently.
+  let scrape: Promise<Awaited<ReturnType<typeof getQueueStats>>> | undefined;
+  const queueStats = () => {
+    scrape ??= getQueueStats(db)
+      .catch((error: unknown) => {
+        logger.warning("queue metrics unavailable", { error: String(error) });
+        return [];
+      })
+      .finally(() => setImmediate(() => (scrape = undefined)));
+    return scrape;
+  };
+  new Gauge({
+    name: "fastpubsub_subscription_messages",
+    registers,
+    help: "Messages of each subscription, by state (available, delivered, dlq)",
+    labelNames: ["subscription", "state"],
+    async collect() {
+      this.reset();
+      for (const row of await queueStats()) {
+        this.set({ subscription: row.subscription_id, state: "available" }, Number(row.available));
+        this.set({ subscription: row.subscription_id, state: "delivered" }, Number(row.delivered));
+        this.set({ subscription: row.subscription_id, state: "dlq" }, Number(row.dlq));
+      }
+    },
+  });
+  new Gauge({
+    name: "fastpubsub_subscription_oldest_available_age_seconds",
+    registers,
+    help: "Age of the oldest message ready to be consumed, per subscription",
+    labelNames: ["subscription"],
+    async collect() {
+      this.reset();
+      for (const row of await queueStats()) this.set({ subscription: row.subscription_id }, row.oldest_available_age_seconds);
+    },
+  });
 }

@@ -32,6 +32,8 @@ export interface ServeOptions {
   maintenance: boolean;
   /** Renders /metrics; by default this process's own metrics. */
   renderMetrics?: () => Promise<string>;
+  /** Whether this process's metrics include the queue gauges (a cluster's primary has them instead). */
+  queueGauges: boolean;
 }
 
 /**
@@ -54,7 +56,7 @@ export async function serve(
     const tokens = config.authSecretKey ? createTokens(config) : undefined;
     const states = config.authEnabled && tokens ? createClientStates({ url: databaseUrl, db: db.pool, logger }) : undefined;
     await states?.start();
-    const metrics = createMetrics({ db, logger });
+    const metrics = createMetrics({ db, logger, queueGauges: options.queueGauges });
     const interceptors = [metrics.interceptor, createErrorInterceptor(logger)];
     if (states && tokens) interceptors.push(createAuthInterceptor({ rules, tokens, states }));
     interceptors.push(createValidationInterceptor());
@@ -109,7 +111,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const { url, embedded } = await provideDatabase(config, logger);
   try {
     await migrateDatabase(url, logger);
-    const server = await serve(config, logger, url, { maintenance: true });
+    const server = await serve(config, logger, url, { maintenance: true, queueGauges: true });
     if (embedded) logger.info("serving from the embedded PostgreSQL", { data_dir: embedded.dataDir });
     return {
       url: server.url,

@@ -1,10 +1,11 @@
 import cluster, { type Worker } from "node:cluster";
 import { once } from "node:events";
-import { AggregatorRegistry } from "prom-client";
+import { AggregatorRegistry, Registry } from "prom-client";
 import type { Config } from "../config/config.ts";
 import { createDatabasePool } from "../db/pool.ts";
 import type { Logger } from "../logger.ts";
 import { startMaintenance } from "../services/maintenance.ts";
+import { registerQueueGauges } from "./metrics.ts";
 import { migrateDatabase, provideDatabase, type RunningServer, serve, startServer } from "./server.ts";
 
 // Messages between a worker and the primary, for /metrics.
@@ -20,8 +21,9 @@ interface MetricsAnswer extends MetricsRequest {
  * Runs FASTPUBSUB_API_NUM_WORKERS worker processes serving one port (node:cluster).
  * The primary provides and migrates the database once, runs the cleanup and
  * maintenance jobs, answers the workers' /metrics with all workers' metrics
- * aggregated, replaces a worker that dies, and on stop asks every worker to
- * finish its in-flight requests and exit.
+ * aggregated and its own queue gauges (one query per scrape, whatever the
+ * number of workers), replaces a worker that dies, and on stop asks every
+ * worker to finish its in-flight requests and exit.
  */
 export async function runPrimary(config: Config, logger: Logger): Promise<{ close(): Promise<void> }> {
   const { url, embedded } = await provideDatabase(config, logger);
@@ -29,13 +31,16 @@ export async function runPrimary(config: Config, logger: Logger): Promise<{ clos
   const db = await createDatabasePool(url, { maxPoolSize: 2 });
   const stopMaintenance = startMaintenance(db, config, logger);
   const aggregator = new AggregatorRegistry();
+  const queueGauges = new Registry();
+  registerQueueGauges(queueGauges, db, logger);
+  const metricsText = async () => `${await aggregator.clusterMetrics()}\n${await queueGauges.metrics()}`;
   let stopping = false;
 
   const fork = () => {
     const worker = cluster.fork({ FASTPUBSUB_DATABASE_URL: url });
     worker.on("message", (message: MetricsRequest) => {
       if (message?.kind !== "fastpubsub:metrics") return;
-      aggregator.clusterMetrics().then(
+      metricsText().then(
         (text) => worker.send({ ...message, text } satisfies MetricsAnswer),
         (error: unknown) => worker.send({ ...message, text: `# metrics unavailable: ${String(error)}\n` } satisfies MetricsAnswer),
       );
@@ -96,7 +101,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
       pending.set(id, resolve);
       process.send?.({ kind: "fastpubsub:metrics", id } satisfies MetricsRequest);
     });
-  const server = await serve(config, logger, config.databaseUrl ?? "", { maintenance: false, renderMetrics });
+  const server = await serve(config, logger, config.databaseUrl ?? "", { maintenance: false, renderMetrics, queueGauges: false });
   // This worker answers the primary's requests for its metrics from then on.
   AggregatorRegistry.setRegistries([server.metrics]);
   new AggregatorRegistry();

@@ -151,12 +151,22 @@ describe("several workers", () => {
       };
       await waitFor(async () => (workers().length === 2 ? true : undefined));
       expect((await request(server.url, "POST", "/topics", { id: "shared" })) as { status: number }).toMatchObject({ status: 201 });
+      expect(await request(server.url, "POST", "/subscriptions", { id: "shared-sub", topic_id: "shared" })).toMatchObject({ status: 201 });
+      expect(await request(server.url, "POST", "/topics/shared/messages", [{ n: 1 }, { n: 2 }, { n: 3 }])).toMatchObject({ status: 204 });
       for (let n = 0; n < 10; n++) {
         expect(await request(server.url, "GET", "/topics/shared")).toMatchObject({ status: 200 });
       }
       const metrics = await request(server.url, "GET", "/metrics");
       expect(metrics).toMatchObject({ status: 200 });
-      expect((metrics as Answer).text).toContain('http_requests_total{method="GET",path="/topics/{id}",status="200"} 10');
+      const text = (metrics as Answer).text;
+      expect(text).toContain('http_requests_total{method="GET",path="/topics/{id}",status="200"} 10');
+      // The queue gauges come once, from the primary, however many workers there are.
+      expect(text.match(/^fastpubsub_subscription_messages\{.*$/gm)).toEqual([
+        'fastpubsub_subscription_messages{subscription="shared-sub",state="available"} 3',
+        'fastpubsub_subscription_messages{subscription="shared-sub",state="delivered"} 0',
+        'fastpubsub_subscription_messages{subscription="shared-sub",state="dlq"} 0',
+      ]);
+      expect(text.match(/^# TYPE fastpubsub_subscription_oldest_available_age_seconds gauge$/gm)).toHaveLength(1);
 
       const [victim] = workers();
       process.kill(victim as number, "SIGKILL");

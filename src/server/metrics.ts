@@ -2,8 +2,8 @@ import { ConnectError, type ContextValues, type Interceptor } from "@connectrpc/
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Database } from "../db/database.ts";
-import type { DatabaseConnection } from "../db/pool.ts";
 import { getQueueStats } from "../db/messages.ts";
+import type { DatabaseConnection } from "../db/pool.ts";
 import type { Logger } from "../logger.ts";
 import { kRestRoute } from "./context.ts";
 

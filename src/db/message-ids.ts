@@ -20,11 +20,10 @@ export function messageUuid(id: string, createdAtMs: number): string {
     const time = Math.max(0, Math.trunc(createdAtMs)).toString(16).padStart(12, "0").slice(-12);
     lastTime = { ms: createdAtMs, prefix: `${time.slice(0, 8)}-${time.slice(8)}-8000-` };
   }
-  const short = id.length < 16 ? Number(id) : shortIdMax;
-  if (short < shortIdMax) return `${lastTime.prefix}8000-${short.toString(16).padStart(12, "0")}`;
-  const idHex = id.length < 16 ? short.toString(16) : BigInt(id).toString(16);
+  // Ids have at most 19 digits; below 16 they are exact as doubles.
+  if (id.length < 16 && Number(id) < shortIdMax) return `${lastTime.prefix}8000-${Number(id).toString(16).padStart(12, "0")}`;
   // The variant bits ("10") lead the 64 low bits; the id fills the other 62.
-  const low = idHex.length < 16 ? `8${idHex.padStart(15, "0")}` : (BigInt(`0x${idHex}`) | (2n << 62n)).toString(16);
+  const low = (BigInt(id) | (2n << 62n)).toString(16);
   return `${lastTime.prefix}${low.slice(0, 4)}-${low.slice(4)}`;
 }
 

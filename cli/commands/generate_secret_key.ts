@@ -1,5 +1,5 @@
 import { Command } from "@oclif/core";
-import { generateSecret } from "../../src/services/client-secrets.ts";
+import { generateSecret } from "../../src/auth/client-secrets.ts";
 
 export default class GenerateSecretKey extends Command {
   static override summary = "Print a new random secret for FASTPUBSUB_AUTH_SECRET_KEY.";

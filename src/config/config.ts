@@ -14,17 +14,22 @@ const LogLevel = lowercase.pipe(
   z.enum(["debug", "info", "warning", "error", "critical"], { error: "must be debug, info, warning, error or critical" }),
 );
 
+const databaseUrl = z
+  .string()
+  .regex(/^postgres(ql)?(\+psycopg)?:\/\//, "must start with postgresql:// (or postgresql+psycopg://)")
+  .transform((url) => url.replace(/^postgres(ql)?\+psycopg:/, "postgresql:"));
+
 const Env = z
   .object({
-    FASTPUBSUB_DATABASE_URL: z
-      .string()
-      .regex(/^postgres(ql)?(\+psycopg)?:\/\//, "must start with postgresql:// (or postgresql+psycopg://)")
-      .transform((url) => url.replace(/^postgres(ql)?\+psycopg:/, "postgresql:"))
-      .optional(),
+    FASTPUBSUB_DATABASE_URL: databaseUrl.optional(),
     FASTPUBSUB_DATABASE_ECHO: booleanWord.default(false),
     FASTPUBSUB_DATABASE_POOL_SIZE: integer(1).default(5),
     FASTPUBSUB_DATABASE_MAX_OVERFLOW: integer(1).default(10),
     FASTPUBSUB_DATABASE_POOL_PRE_PING: booleanWord.default(true),
+    FASTPUBSUB_DATABASE_POOL_TIMEOUT_SECONDS: integer(1).default(5),
+    FASTPUBSUB_DATABASE_STATEMENT_TIMEOUT_SECONDS: integer(1).default(10),
+    FASTPUBSUB_DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS: integer(1).default(60),
+    FASTPUBSUB_DATABASE_LISTEN_URL: databaseUrl.optional(),
     FASTPUBSUB_LOG_LEVEL: LogLevel.default("info"),
     FASTPUBSUB_LOG_FORMATTER: z
       .string()
@@ -38,6 +43,10 @@ const Env = z
     FASTPUBSUB_API_PORT: integer(0).max(65535, { error: "must be at most 65535" }).default(8000),
     FASTPUBSUB_API_NUM_WORKERS: integer(1).default(1),
     FASTPUBSUB_API_SHUTDOWN_TIMEOUT_SECONDS: integer(0).default(10),
+    FASTPUBSUB_API_HEADERS_TIMEOUT_SECONDS: integer(1).default(10),
+    FASTPUBSUB_API_REQUEST_TIMEOUT_SECONDS: integer(1).default(60),
+    FASTPUBSUB_API_KEEPALIVE_TIMEOUT_SECONDS: integer(1).default(65),
+    FASTPUBSUB_API_MAX_CONNECTIONS: integer(1).default(10_000),
     FASTPUBSUB_API_CORS_ORIGINS: z
       .string()
       .transform((origins) =>
@@ -94,6 +103,10 @@ function configFromEnv(env: z.output<typeof Env>) {
     databasePoolSize: env.FASTPUBSUB_DATABASE_POOL_SIZE,
     databaseMaxOverflow: env.FASTPUBSUB_DATABASE_MAX_OVERFLOW,
     databasePoolPrePing: env.FASTPUBSUB_DATABASE_POOL_PRE_PING,
+    databasePoolTimeoutSeconds: env.FASTPUBSUB_DATABASE_POOL_TIMEOUT_SECONDS,
+    databaseStatementTimeoutSeconds: env.FASTPUBSUB_DATABASE_STATEMENT_TIMEOUT_SECONDS,
+    databaseIdleInTransactionTimeoutSeconds: env.FASTPUBSUB_DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS,
+    databaseListenUrl: env.FASTPUBSUB_DATABASE_LISTEN_URL,
     logLevel: env.FASTPUBSUB_LOG_LEVEL,
     logFormatter: env.FASTPUBSUB_LOG_FORMATTER,
     subscriptionMaxAttempts: env.FASTPUBSUB_SUBSCRIPTION_MAX_ATTEMPTS,
@@ -104,6 +117,10 @@ function configFromEnv(env: z.output<typeof Env>) {
     apiPort: env.FASTPUBSUB_API_PORT,
     apiNumWorkers: env.FASTPUBSUB_API_NUM_WORKERS,
     apiShutdownTimeoutSeconds: env.FASTPUBSUB_API_SHUTDOWN_TIMEOUT_SECONDS,
+    apiHeadersTimeoutSeconds: env.FASTPUBSUB_API_HEADERS_TIMEOUT_SECONDS,
+    apiRequestTimeoutSeconds: env.FASTPUBSUB_API_REQUEST_TIMEOUT_SECONDS,
+    apiKeepaliveTimeoutSeconds: env.FASTPUBSUB_API_KEEPALIVE_TIMEOUT_SECONDS,
+    apiMaxConnections: env.FASTPUBSUB_API_MAX_CONNECTIONS,
     apiCorsOrigins: env.FASTPUBSUB_API_CORS_ORIGINS,
     authEnabled: env.FASTPUBSUB_AUTH_ENABLED,
     authSecretKey: env.FASTPUBSUB_AUTH_SECRET_KEY,

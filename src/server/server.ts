@@ -1,19 +1,19 @@
 import type { Registry } from "prom-client";
+import { createClientStates } from "../auth/client-states.ts";
+import { createTokens } from "../auth/tokens.ts";
 import type { Config } from "../config/config.ts";
 import { openDatabase } from "../db/database.ts";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../db/embedded.ts";
 import { migrate } from "../db/migrate.ts";
+import { startMaintenance } from "../jobs/maintenance.ts";
 import type { Logger } from "../logger.ts";
-import { createClientStates } from "../services/client-states.ts";
-import { startMaintenance } from "../services/maintenance.ts";
-import { createRoutes, services } from "../services/routes.ts";
-import { createTokens } from "../services/tokens.ts";
 import { createRequestHandler } from "./handler.ts";
 import { accessRules, createAuthInterceptor } from "./interceptors/auth.ts";
 import { createErrorInterceptor } from "./interceptors/errors.ts";
 import { createValidationInterceptor } from "./interceptors/validation.ts";
 import { listen } from "./listener.ts";
 import { createMetrics } from "./metrics.ts";
+import { createRoutes, services } from "./routes.ts";
 
 /** A running server. */
 export interface RunningServer {

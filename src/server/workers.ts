@@ -3,8 +3,8 @@ import { once } from "node:events";
 import { AggregatorRegistry, Registry } from "prom-client";
 import type { Config } from "../config/config.ts";
 import { createDatabasePool } from "../db/pool.ts";
+import { startMaintenance } from "../jobs/maintenance.ts";
 import type { Logger } from "../logger.ts";
-import { startMaintenance } from "../services/maintenance.ts";
 import { registerQueueGauges } from "./metrics.ts";
 import { migrateDatabase, provideDatabase, type RunningServer, serve, startServer } from "./server.ts";
 

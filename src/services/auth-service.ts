@@ -1,9 +1,10 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { AuthService } from "../../gen/fastpubsub/v1/auth_service_pb.ts";
+import { verifySecret } from "../auth/client-secrets.ts";
+import type { Tokens } from "../auth/tokens.ts";
 import * as clients from "../db/clients.ts";
+import { connectErrorFromDatabaseError } from "../db/errors.ts";
 import type { DatabaseConnection } from "../db/pool.ts";
-import { verifySecret } from "./client-secrets.ts";
-import type { Tokens } from "./tokens.ts";
 
 const invalidClient = (reason: string) => new ConnectError(reason, Code.Unauthenticated);
 
@@ -15,7 +16,7 @@ export function createAuthService(db: DatabaseConnection, tokens: Tokens | undef
         throw new ConnectError("tokens need FASTPUBSUB_AUTH_SECRET_KEY, which is not set", Code.FailedPrecondition);
       }
       const client = await clients.getClient(db, request.clientId).catch((error: unknown) => {
-        throw (error as { code?: string }).code === "FP404" ? invalidClient("Client not found") : error;
+        throw connectErrorFromDatabaseError(error)?.code === Code.NotFound ? invalidClient("Client not found") : error;
       });
       if (!client.is_active) throw invalidClient("Client disabled");
       if (!(await verifySecret(request.clientSecret, client.secret_hash))) throw invalidClient("Client secret is invalid");

@@ -3,10 +3,10 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { ClientSchema, type ClientService } from "../../gen/fastpubsub/v1/client_service_pb.ts";
+import { generateSecret, hashSecret } from "../auth/client-secrets.ts";
 import * as clients from "../db/clients.ts";
+import { pageOf } from "../db/page.ts";
 import type { DatabaseConnection } from "../db/pool.ts";
-import { generateSecret, hashSecret } from "./client-secrets.ts";
-import { pageOf } from "./page.ts";
 
 /** Converts a clients row into the API's Client; the secret's hash never leaves. */
 export function clientFromRow(row: clients.ClientRow) {

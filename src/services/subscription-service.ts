@@ -6,8 +6,8 @@ import type { Config } from "../config/config.ts";
 import type { Database } from "../db/database.ts";
 import { messageIdFromUuid, messageUuid } from "../db/message-ids.ts";
 import * as messages from "../db/messages.ts";
+import { pageOf } from "../db/page.ts";
 import * as subscriptions from "../db/subscriptions.ts";
-import { pageOf } from "./page.ts";
 
 /** Converts a subscriptions row into the API's Subscription; a null filter stays null. */
 export function subscriptionFromRow(row: subscriptions.SubscriptionRow) {

@@ -4,8 +4,8 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { TopicSchema, type TopicService } from "../../gen/fastpubsub/v1/topic_service_pb.ts";
 import type { Database } from "../db/database.ts";
 import * as messages from "../db/messages.ts";
+import { pageOf } from "../db/page.ts";
 import * as topics from "../db/topics.ts";
-import { pageOf } from "./page.ts";
 
 /** Converts a topics row into the API's Topic. */
 export function topicFromRow(row: topics.TopicRow) {

@@ -1,9 +1,9 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { access } from "../../../gen/fastpubsub/v1/access_pb.ts";
-import type { ClientStates } from "../../services/client-states.ts";
-import { hasScope } from "../../services/scopes.ts";
-import { InvalidTokenError, type Tokens } from "../../services/tokens.ts";
+import type { ClientStates } from "../../auth/client-states.ts";
+import { hasScope } from "../../auth/scopes.ts";
+import { InvalidTokenError, type Tokens } from "../../auth/tokens.ts";
 import { kClient } from "../context.ts";
 import { type MethodAccess, methodAccess } from "./method-access.ts";
 

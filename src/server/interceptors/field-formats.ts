@@ -2,7 +2,7 @@ import type { DescEnum, JsonObject } from "@bufbuild/protobuf";
 import type { Value } from "@bufbuild/protobuf/wkt";
 // Types only: the OpenAPI plugin imports this module and runs before gen/ exists (buf.gen.yaml's clean: true).
 import type { Format } from "../../../gen/fastpubsub/v1/field_rules_pb.ts";
-import { isValidScope } from "../../services/scopes.ts";
+import { isValidScope } from "../../auth/scopes.ts";
 
 /** One fastpubsub.v1.Format: how the validator checks a value, and how the OpenAPI document states the same rule. */
 export interface FieldFormat {

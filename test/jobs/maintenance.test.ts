@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { cleanupStuckMessages, getSubscriptionMetrics } from "../../src/db/messages.ts";
 import { createDatabasePool } from "../../src/db/pool.ts";
-import { maintainTables } from "../../src/services/maintenance.ts";
+import { maintainTables } from "../../src/jobs/maintenance.ts";
 import { runCli } from "../support/cli.ts";
 import { uniqueId } from "../support/ids.ts";
 import { consume, metrics } from "../support/messages.ts";

@@ -3,13 +3,13 @@ import { AuthService } from "../../gen/fastpubsub/v1/auth_service_pb.ts";
 import { ClientService } from "../../gen/fastpubsub/v1/client_service_pb.ts";
 import { SubscriptionService } from "../../gen/fastpubsub/v1/subscription_service_pb.ts";
 import { TopicService } from "../../gen/fastpubsub/v1/topic_service_pb.ts";
+import type { Tokens } from "../auth/tokens.ts";
 import type { Config } from "../config/config.ts";
 import type { Database } from "../db/database.ts";
-import { createAuthService } from "./auth-service.ts";
-import { createClientService } from "./client-service.ts";
-import { createSubscriptionService } from "./subscription-service.ts";
-import type { Tokens } from "./tokens.ts";
-import { createTopicService } from "./topic-service.ts";
+import { createAuthService } from "../services/auth-service.ts";
+import { createClientService } from "../services/client-service.ts";
+import { createSubscriptionService } from "../services/subscription-service.ts";
+import { createTopicService } from "../services/topic-service.ts";
 
 /** The four services of the API. */
 export const services = [TopicService, SubscriptionService, ClientService, AuthService] as const;

@@ -9,13 +9,20 @@ export default class Server extends FastpubsubCommand {
     "Serves Connect, gRPC, gRPC-Web, the REST paths, /liveness, /readiness and /metrics on FASTPUBSUB_API_HOST:FASTPUBSUB_API_PORT, " +
     "with FASTPUBSUB_API_NUM_WORKERS processes. Without FASTPUBSUB_DATABASE_URL it starts an embedded PostgreSQL under ./.fastpubsub/. " +
     "On SIGTERM or SIGINT it stops accepting, lets in-flight requests finish (for up to FASTPUBSUB_API_SHUTDOWN_TIMEOUT_SECONDS), " +
-    "closes the database and exits 0.";
+    "closes the database and exits 0. While PostgreSQL does not answer it keeps serving: /liveness 200, /readiness and every call 503, " +
+    "until the database is back. It exits non-zero when its connections cannot fit in PostgreSQL's max_connections.";
 
   async run() {
     const { config, logger } = this.setup();
+    // Heard from the start: a signal during start-up stops the server once it is up.
+    const signal = Promise.race([once(process, "SIGINT"), once(process, "SIGTERM")]);
     const server = await startServing(config, logger);
-    const [signal] = await Promise.race([once(process, "SIGINT"), once(process, "SIGTERM")]);
-    if (!cluster.isWorker) logger.info("shutting down", { signal: String(signal ?? "") });
+    const stop = await Promise.race([signal, server.failed]);
+    if (stop instanceof Error) {
+      await server.close();
+      throw stop;
+    }
+    if (!cluster.isWorker) logger.info("shutting down", { signal: String(stop[0] ?? "") });
     await server.close();
     if (cluster.isWorker) {
       // The channel to the primary would keep this process alive.

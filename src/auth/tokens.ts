@@ -1,4 +1,5 @@
 import { errors, jwtVerify, SignJWT } from "jose";
+import { LRUCache } from "lru-cache";
 import type { Config } from "../config/config.ts";
 
 /** What an access token says of its client. */
@@ -18,17 +19,15 @@ export class InvalidTokenError extends Error {
   override name = "InvalidTokenError";
 }
 
-const maxRemembered = 10_000;
-
 /**
  * Signs and checks access tokens: JWTs with the seed's claims (sub, exp, iat,
  * scope, ver). A token whose signature checked out is remembered until it
- * expires, so that a client's later calls skip the HMAC.
+ * expires (the 10,000 most recently used), so that a client's later calls skip the HMAC.
  */
 export function createTokens(settings: Settings) {
   const key = new TextEncoder().encode(settings.authSecretKey ?? "");
   const lifetimeSeconds = settings.authAccessTokenExpireMinutes * 60;
-  const verified = new Map<string, { claims: TokenClaims; expiresAt: number }>();
+  const verified = new LRUCache<string, TokenClaims>({ max: 10_000 });
   return {
     lifetimeSeconds,
 
@@ -46,18 +45,14 @@ export function createTokens(settings: Settings) {
     /** Checks a token's signature (with the configured algorithm only), expiry and claims. */
     async verify(token: string): Promise<TokenClaims> {
       const remembered = verified.get(token);
-      if (remembered) {
-        if (remembered.expiresAt > Date.now()) return remembered.claims;
-        verified.delete(token);
-      }
+      if (remembered) return remembered;
       try {
         const { payload } = await jwtVerify(token, key, { algorithms: [settings.authAlgorithm], requiredClaims: ["sub", "exp"] });
         if (typeof payload.sub !== "string" || typeof payload.scope !== "string" || typeof payload.ver !== "number") {
           throw new InvalidTokenError("token lacks the sub, scope or ver claim");
         }
         const claims = { sub: payload.sub, scope: payload.scope, ver: payload.ver };
-        if (verified.size >= maxRemembered) verified.clear();
-        verified.set(token, { claims, expiresAt: (payload.exp ?? 0) * 1000 });
+        verified.set(token, claims, { ttl: (payload.exp ?? 0) * 1000 - Date.now() });
         return claims;
       } catch (error) {
         if (error instanceof InvalidTokenError || error instanceof errors.JOSEError || error instanceof TypeError) {

@@ -16,8 +16,17 @@ const codeFromSqlState: Record<string, Code> = {
   FP422: Code.InvalidArgument,
 };
 
-// Connection exceptions (08), operator intervention (57P0x) and too many connections.
-const unavailableSqlState = /^(08|57P0|53300)/;
+/** DatabaseUnavailableError reports a call that got no answer from PostgreSQL: no connection, a lost one, or no answer in time. */
+export class DatabaseUnavailableError extends Error {
+  override name = "DatabaseUnavailableError";
+  constructor(what: string, cause?: unknown) {
+    super(cause instanceof Error ? `${what}: ${cause.message}` : what, { cause });
+  }
+}
+
+// Connection exceptions (08), insufficient resources (53: too many connections, disk full),
+// operator intervention (57P0x), and the statement and idle-in-transaction timeouts.
+const unavailableSqlState = /^(08|53|57P0|57014|25P03)/;
 const unavailableErrno = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENOTFOUND", "EPIPE", "EAI_AGAIN"]);
 
 /**
@@ -32,7 +41,7 @@ export function connectErrorFromDatabaseError(error: unknown): ConnectError | un
   if (error instanceof UniqueIntegrityConstraintViolationError) {
     return new ConnectError("already exists", Code.AlreadyExists, undefined, undefined, error);
   }
-  if (isUnavailable(error)) {
+  if (isDatabaseUnavailable(error)) {
     return new ConnectError("database is unavailable", Code.Unavailable, undefined, undefined, error);
   }
   return undefined;
@@ -43,14 +52,20 @@ function sqlState(error: unknown): string | undefined {
   return typeof code === "string" ? code : undefined;
 }
 
-function isUnavailable(error: unknown): boolean {
-  if (error instanceof ConnectionError || error instanceof BackendTerminatedError || error instanceof BackendTerminatedUnexpectedlyError) {
+/** Tells whether an error (or one of its causes) says that PostgreSQL did not answer, rather than refused. */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  if (
+    error instanceof DatabaseUnavailableError ||
+    error instanceof ConnectionError ||
+    error instanceof BackendTerminatedError ||
+    error instanceof BackendTerminatedUnexpectedlyError
+  ) {
     return true;
   }
   const code = sqlState(error);
   if (code !== undefined && (unavailableSqlState.test(code) || unavailableErrno.has(code))) return true;
   const cause = (error as { cause?: unknown } | null)?.cause;
-  return cause !== undefined && cause !== error && isUnavailable(cause);
+  return cause !== undefined && cause !== error && isDatabaseUnavailable(cause);
 }
 
 /**

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import pg from "pg";
+import { DatabaseUnavailableError } from "./errors.ts";
 
 /** The folder of numbered `.sql` migration files. */
 export const migrationsDir = join(import.meta.dirname, "../../migrations");
@@ -42,8 +43,15 @@ export async function readMigrations(dir = migrationsDir): Promise<Migration[]> 
  */
 export async function migrate(databaseUrl: string, migrations?: Migration[]): Promise<string[]> {
   const files = migrations ?? (await readMigrations());
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
+  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 10_000, keepAlive: true });
+  // A connection lost mid-migration fails the query at hand; the event itself must not end the process.
+  let lost = false;
+  client.on("error", () => {
+    lost = true;
+  });
+  await client.connect().catch((error: unknown) => {
+    throw new DatabaseUnavailableError("cannot connect to the database", error);
+  });
   try {
     await client.query("SET client_min_messages = warning");
     await client.query("SELECT pg_advisory_lock($1)", [migrationLockKey]);
@@ -80,12 +88,14 @@ export async function migrate(databaseUrl: string, migrations?: Migration[]): Pr
         ]);
         await client.query("COMMIT");
       } catch (error) {
-        await client.query("ROLLBACK");
+        await client.query("ROLLBACK").catch(() => {});
         throw new MigrationError(`migration ${migration.version}_${migration.name} failed: ${(error as Error).message}`, { cause: error });
       }
     }
     return pending.map((migration) => migration.version);
+  } catch (error) {
+    throw lost ? new DatabaseUnavailableError("lost the database connection while migrating", error) : error;
   } finally {
-    await client.end();
+    await client.end().catch(() => {});
   }
 }

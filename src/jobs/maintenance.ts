@@ -29,11 +29,14 @@ export async function maintainTables(db: DatabasePool): Promise<string[]> {
         WHERE relname = ANY (${sql.array([...hotTables], "text")}) AND n_dead_tup > 1000 + 0.05 * n_live_tup
       `);
       const vacuumed = hotTables.filter((name) => stale.includes(name));
+      // VACUUM of a large table may take longer than the server's statement timeout.
+      await connection.query(sql.unsafe`SET statement_timeout = 0`);
       for (const table of vacuumed) {
         await connection.query(sql.unsafe`VACUUM (ANALYZE) ${sql.identifier([table])}`);
       }
       return vacuumed;
     } finally {
+      await connection.query(sql.unsafe`RESET statement_timeout`);
       await connection.query(sql.unsafe`SELECT pg_advisory_unlock(${maintenanceLockKey})`);
     }
   });

@@ -11,10 +11,9 @@ import {
   type MethodImplSpec,
 } from "@connectrpc/connect";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
-import type { DatabasePool } from "../db/pool.ts";
 import type { Logger } from "../logger.ts";
 import { createDocsHandler } from "./docs.ts";
-import { liveness, readiness } from "./health.ts";
+import { type HealthResponse, liveness } from "./health.ts";
 import type { Metrics } from "./metrics.ts";
 import { createRestHandler } from "./rest/rest-handler.ts";
 import { restRoutesFromMethods } from "./rest/routes.ts";
@@ -31,8 +30,8 @@ export interface HandlerOptions {
   routes: (router: ConnectRouter) => void;
   /** Interceptors run for every call, whatever its protocol, outermost first. */
   interceptors: Interceptor[];
-  /** The pool that /readiness checks. */
-  db: DatabasePool;
+  /** Answers /readiness. */
+  readiness: () => Promise<HealthResponse>;
   logger: Logger;
   /** Origins allowed to call from a browser. */
   corsOrigins: readonly string[];
@@ -80,7 +79,7 @@ export function createRequestHandler(options: HandlerOptions) {
     if (req.method === "GET" && fixedPaths.has(url.pathname)) {
       taken.route = url.pathname;
       if (url.pathname === "/liveness") return sendJson(res, liveness());
-      if (url.pathname === "/readiness") return sendJson(res, await readiness(options.db));
+      if (url.pathname === "/readiness") return sendJson(res, await options.readiness());
       const text = await options.renderMetrics();
       return send(res, 200, Buffer.from(text), options.metrics.contentType);
     }

@@ -1,5 +1,4 @@
-import { sql } from "slonik";
-import type { DatabasePool } from "../db/pool.ts";
+import type { Database } from "../db/database.ts";
 
 /** A health answer: status and JSON body. */
 export interface HealthResponse {
@@ -12,15 +11,19 @@ export function liveness(): HealthResponse {
   return { status: 200, body: { status: "alive" } };
 }
 
-/** Answers /readiness: ready when the database answers within two seconds. */
-export async function readiness(db: DatabasePool): Promise<HealthResponse> {
+const notReady: HealthResponse = { status: 503, body: { detail: "database is down" } };
+
+/**
+ * Answers /readiness: ready once the database is prepared (`prepared`), while
+ * PostgreSQL reads the message table within two seconds on a connection of
+ * the message pool (so a locked table or an exhausted pool is not ready).
+ */
+export async function readiness(db: Database, prepared: boolean): Promise<HealthResponse> {
+  if (!prepared) return notReady;
   try {
-    await Promise.race([
-      db.oneFirst(sql.unsafe`SELECT 1`),
-      new Promise((_, reject) => setTimeout(() => reject(new Error("timeout")), 2000).unref()),
-    ]);
+    await Promise.race([db.ping(2000), new Promise((_, reject) => setTimeout(() => reject(new Error("timeout")), 2500).unref())]);
     return { status: 200, body: { status: "ready" } };
   } catch {
-    return { status: 503, body: { detail: "database is down" } };
+    return notReady;
   }
 }

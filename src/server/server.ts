@@ -1,17 +1,21 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Registry } from "prom-client";
 import { createClientStates } from "../auth/client-states.ts";
 import { createTokens } from "../auth/tokens.ts";
 import type { Config } from "../config/config.ts";
+import { checkConnectionBudget } from "../db/connection-budget.ts";
 import { openDatabase } from "../db/database.ts";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../db/embedded.ts";
 import { migrate } from "../db/migrate.ts";
+import { retryWhileUnavailable } from "../db/retry.ts";
 import { startMaintenance } from "../jobs/maintenance.ts";
 import type { Logger } from "../logger.ts";
 import { createRequestHandler } from "./handler.ts";
+import { readiness } from "./health.ts";
 import { accessRules, createAuthInterceptor } from "./interceptors/auth.ts";
 import { createErrorInterceptor } from "./interceptors/errors.ts";
 import { createValidationInterceptor } from "./interceptors/validation.ts";
-import { listen } from "./listener.ts";
+import { type Listener, listen } from "./listener.ts";
 import { createMetrics } from "./metrics.ts";
 import { createRoutes, services } from "./routes.ts";
 
@@ -19,6 +23,8 @@ import { createRoutes, services } from "./routes.ts";
 export interface RunningServer {
   /** Where it listens, e.g. `http://127.0.0.1:8000`. */
   url: string;
+  /** Settles with the reason if the server cannot go on serving (e.g. a configuration PostgreSQL cannot hold); close it then. */
+  failed: Promise<Error>;
   /** Stops accepting, finishes in-flight requests (for up to FASTPUBSUB_API_SHUTDOWN_TIMEOUT_SECONDS), and closes the database. */
   close(): Promise<void>;
 }
@@ -34,11 +40,16 @@ export interface ServeOptions {
   renderMetrics?: () => Promise<string>;
   /** Whether this process's metrics include the queue gauges (a cluster's primary has them instead). */
   queueGauges: boolean;
+  /** Whether this process checks that its connections fit in PostgreSQL's (a cluster's primary does it for all). */
+  checkBudget: boolean;
 }
 
 /**
- * Serves every protocol on FASTPUBSUB_API_HOST:FASTPUBSUB_API_PORT over a
- * database that is already migrated.
+ * Serves every protocol on FASTPUBSUB_API_HOST:FASTPUBSUB_API_PORT once the
+ * database is prepared (the connection budget checked, pending migrations
+ * applied). While PostgreSQL does not answer it listens all the same and
+ * retries with backoff: until the database is prepared every call gets
+ * `unavailable` and /readiness 503.
  */
 export async function serve(
   config: Config,
@@ -46,47 +57,87 @@ export async function serve(
   databaseUrl: string,
   options: ServeOptions,
 ): Promise<RunningServer & { metrics: Registry }> {
-  const db = await openDatabase(databaseUrl, {
-    poolSize: config.databasePoolSize,
-    maxOverflow: config.databaseMaxOverflow,
-    echo: config.databaseEcho ? logger : undefined,
+  const db = openDatabase(databaseUrl, config, logger);
+  let prepared = false;
+  const rules = accessRules(services);
+  const tokens = config.authSecretKey ? createTokens(config) : undefined;
+  const states =
+    config.authEnabled && tokens ? createClientStates({ url: config.databaseListenUrl ?? databaseUrl, db: db.pool, logger }) : undefined;
+  const metrics = createMetrics({ db, logger, queueGauges: options.queueGauges });
+  const interceptors = [metrics.interceptor, createErrorInterceptor(logger), refuseUntil(() => prepared)];
+  if (states && tokens) interceptors.push(createAuthInterceptor({ rules, tokens, states }));
+  interceptors.push(createValidationInterceptor());
+  const handler = createRequestHandler({
+    routes: createRoutes(db, config, tokens),
+    interceptors,
+    readiness: () => readiness(db, prepared),
+    logger,
+    corsOrigins: config.apiCorsOrigins,
+    readMaxBytes,
+    metrics,
+    renderMetrics: options.renderMetrics ?? metrics.render,
   });
-  try {
-    const rules = accessRules(services);
-    const tokens = config.authSecretKey ? createTokens(config) : undefined;
-    const states = config.authEnabled && tokens ? createClientStates({ url: databaseUrl, db: db.pool, logger }) : undefined;
-    await states?.start();
-    const metrics = createMetrics({ db, logger, queueGauges: options.queueGauges });
-    const interceptors = [metrics.interceptor, createErrorInterceptor(logger)];
-    if (states && tokens) interceptors.push(createAuthInterceptor({ rules, tokens, states }));
-    interceptors.push(createValidationInterceptor());
-    const handler = createRequestHandler({
-      routes: createRoutes(db, config, tokens),
-      interceptors,
-      db: db.pool,
-      logger,
-      corsOrigins: config.apiCorsOrigins,
-      readMaxBytes,
-      metrics,
-      renderMetrics: options.renderMetrics ?? metrics.render,
-    });
-    const listener = await listen(handler, config.apiHost, config.apiPort);
-    const stopMaintenance = options.maintenance ? startMaintenance(db.pool, config, logger) : async () => {};
-    logger.info("fastpubsub is serving", { url: listener.url });
-    return {
-      url: listener.url,
-      metrics: metrics.registry,
-      async close() {
-        await listener.close(config.apiShutdownTimeoutSeconds * 1000);
-        await stopMaintenance();
-        await states?.close();
-        await db.end();
+  void states?.start();
+
+  const stopping = new AbortController();
+  let stopMaintenance = async () => {};
+  let firstTryFailed = () => {};
+  const firstTry = new Promise<void>((resolve) => {
+    firstTryFailed = resolve;
+  });
+  const preparing = retryWhileUnavailable(
+    async () => {
+      if (options.checkBudget) await checkConnectionBudget(db.pool, config, logger);
+      await migrateDatabase(databaseUrl, logger);
+    },
+    {
+      signal: stopping.signal,
+      onRetry(error, waitMs) {
+        const fields = { error: String(error), retry_in_ms: waitMs };
+        if (waitMs === 250) logger.warning("the database does not answer; serving 503 until it does", fields);
+        else logger.debug("the database still does not answer", fields);
+        firstTryFailed();
       },
-    };
-  } catch (error) {
+    },
+  ).then(() => {
+    prepared = true;
+    if (options.maintenance) stopMaintenance = startMaintenance(db.pool, config, logger);
+  });
+  let listener: Listener | undefined;
+  const close = async () => {
+    stopping.abort();
+    await listener?.close(config.apiShutdownTimeoutSeconds * 1000);
+    await preparing.catch(() => {});
+    await stopMaintenance();
+    await states?.close();
     await db.end();
+  };
+  try {
+    // A database that answers is prepared before the port opens, so no call gets a 503 while it is.
+    await Promise.race([preparing, firstTry]);
+    listener = await listen(handler, config.apiHost, config.apiPort);
+  } catch (error) {
+    await close();
     throw error;
   }
+  logger.info("fastpubsub is serving", { url: listener.url });
+  return {
+    url: listener.url,
+    metrics: metrics.registry,
+    failed: preparing.then(
+      () => new Promise<never>(() => {}),
+      (error: unknown) => (stopping.signal.aborted ? new Promise<never>(() => {}) : (error as Error)),
+    ),
+    close,
+  };
+}
+
+/** Creates the interceptor that answers every call with `unavailable` until `ready()` says the database is prepared. */
+function refuseUntil(ready: () => boolean): Interceptor {
+  return (next) => async (request) => {
+    if (!ready()) throw new ConnectError("database is unavailable", Code.Unavailable);
+    return next(request);
+  };
 }
 
 /** The database to use: the configured one, or an embedded one started now. */
@@ -110,11 +161,11 @@ export async function migrateDatabase(url: string, logger: Logger) {
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
   const { url, embedded } = await provideDatabase(config, logger);
   try {
-    await migrateDatabase(url, logger);
-    const server = await serve(config, logger, url, { maintenance: true, queueGauges: true });
+    const server = await serve(config, logger, url, { maintenance: true, queueGauges: true, checkBudget: true });
     if (embedded) logger.info("serving from the embedded PostgreSQL", { data_dir: embedded.dataDir });
     return {
       url: server.url,
+      failed: server.failed,
       async close() {
         await server.close();
         await embedded?.stop();

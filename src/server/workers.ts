@@ -2,11 +2,17 @@ import cluster, { type Worker } from "node:cluster";
 import { once } from "node:events";
 import { AggregatorRegistry, Registry } from "prom-client";
 import type { Config } from "../config/config.ts";
+import { checkConnectionBudget, primaryConnections } from "../db/connection-budget.ts";
 import { createDatabasePool } from "../db/pool.ts";
+import { retryWhileUnavailable } from "../db/retry.ts";
 import { startMaintenance } from "../jobs/maintenance.ts";
 import type { Logger } from "../logger.ts";
 import { registerQueueGauges } from "./metrics.ts";
-import { migrateDatabase, provideDatabase, type RunningServer, serve, startServer } from "./server.ts";
+import { provideDatabase, type RunningServer, serve, startServer } from "./server.ts";
+
+// A worker that dies younger than this is respawned after a pause that doubles with each such death.
+const youngWorkerMs = 10_000;
+const maxRespawnPauseMs = 30_000;
 
 // Messages between a worker and the primary, for /metrics.
 interface MetricsRequest {
@@ -19,24 +25,28 @@ interface MetricsAnswer extends MetricsRequest {
 
 /**
  * Runs FASTPUBSUB_API_NUM_WORKERS worker processes serving one port (node:cluster).
- * The primary provides and migrates the database once, runs the cleanup and
- * maintenance jobs, answers the workers' /metrics with all workers' metrics
- * aggregated and its own queue gauges (one query per scrape, whatever the
- * number of workers), replaces a worker that dies, and on stop asks every
- * worker to finish its in-flight requests and exit.
+ * The primary provides the database, checks that the workers' connections fit
+ * in it, runs the cleanup and maintenance jobs, answers the workers' /metrics
+ * with all workers' metrics aggregated and its own queue gauges (one query per
+ * scrape, whatever the number of workers), replaces a worker that dies (after
+ * a growing pause when workers keep dying young), and on stop asks every
+ * worker to finish its in-flight requests and exit. Each worker migrates the
+ * database and serves, retrying while PostgreSQL does not answer.
  */
-export async function runPrimary(config: Config, logger: Logger): Promise<{ close(): Promise<void> }> {
+export async function runPrimary(config: Config, logger: Logger): Promise<{ close(): Promise<void>; failed: Promise<Error> }> {
   const { url, embedded } = await provideDatabase(config, logger);
-  await migrateDatabase(url, logger);
-  const db = await createDatabasePool(url, { maxPoolSize: 2 });
+  const db = createDatabasePool(url, { maxPoolSize: primaryConnections, acquireTimeoutMs: config.databasePoolTimeoutSeconds * 1000 });
   const stopMaintenance = startMaintenance(db, config, logger);
   const aggregator = new AggregatorRegistry();
   const queueGauges = new Registry();
   registerQueueGauges(queueGauges, db, logger);
   const metricsText = async () => `${await aggregator.clusterMetrics()}\n${await queueGauges.metrics()}`;
-  let stopping = false;
+  const stopping = new AbortController();
+  const respawns = new Set<NodeJS.Timeout>();
+  let youngDeaths = 0;
 
   const fork = () => {
+    const started = Date.now();
     const worker = cluster.fork({ FASTPUBSUB_DATABASE_URL: url });
     worker.on("message", (message: MetricsRequest) => {
       if (message?.kind !== "fastpubsub:metrics") return;
@@ -46,20 +56,37 @@ export async function runPrimary(config: Config, logger: Logger): Promise<{ clos
       );
     });
     worker.once("exit", (code, signal) => {
-      if (stopping) return;
-      logger.error("worker died; starting another", { pid: worker.process.pid, code, signal });
-      fork();
+      if (stopping.signal.aborted) return;
+      youngDeaths = Date.now() - started < youngWorkerMs ? youngDeaths + 1 : 0;
+      const pauseMs = youngDeaths === 0 ? 0 : Math.min(maxRespawnPauseMs, 500 * 2 ** (youngDeaths - 1));
+      logger.error("worker died; starting another", { pid: worker.process.pid, code, signal, pause_ms: pauseMs });
+      const timer = setTimeout(() => {
+        respawns.delete(timer);
+        fork();
+      }, pauseMs);
+      respawns.add(timer);
     });
   };
   for (let n = 0; n < config.apiNumWorkers; n++) fork();
+  const checked = retryWhileUnavailable(() => checkConnectionBudget(db, config, logger), {
+    signal: stopping.signal,
+    onRetry: (error, waitMs) => logger.warning("the database does not answer; retrying", { error: String(error), retry_in_ms: waitMs }),
+  });
   const [address] = (await once(cluster, "listening")).slice(1) as [{ address: string; port: number }];
   const host = address.address.includes(":") ? `[${address.address}]` : address.address;
   logger.info("fastpubsub is serving", { url: `http://${host}:${address.port}`, workers: config.apiNumWorkers });
 
-  return { close };
+  return {
+    close,
+    failed: checked.then(
+      () => new Promise<never>(() => {}),
+      (error: unknown) => (stopping.signal.aborted ? new Promise<never>(() => {}) : (error as Error)),
+    ),
+  };
 
   async function close() {
-    stopping = true;
+    stopping.abort();
+    for (const timer of respawns) clearTimeout(timer);
     const workers = Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined);
     const exited = workers.map((worker) => once(worker, "exit"));
     for (const worker of workers) worker.process.kill("SIGTERM");
@@ -71,6 +98,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<{ clos
     );
     await Promise.all(exited);
     clearTimeout(deadline);
+    await checked.catch(() => {});
     await stopMaintenance();
     await db.end();
     await embedded?.stop();
@@ -81,7 +109,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<{ clos
  * Serves as FASTPUBSUB_API_NUM_WORKERS asks: in this process alone, as the
  * primary of several workers, or as one of those workers.
  */
-export function startServing(config: Config, logger: Logger): Promise<{ close(): Promise<void> }> {
+export function startServing(config: Config, logger: Logger): Promise<{ close(): Promise<void>; failed: Promise<Error> }> {
   if (cluster.isWorker) return runWorker(config, logger);
   return config.apiNumWorkers > 1 ? runPrimary(config, logger) : startServer(config, logger);
 }
@@ -101,7 +129,12 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
       pending.set(id, resolve);
       process.send?.({ kind: "fastpubsub:metrics", id } satisfies MetricsRequest);
     });
-  const server = await serve(config, logger, config.databaseUrl ?? "", { maintenance: false, renderMetrics, queueGauges: false });
+  const server = await serve(config, logger, config.databaseUrl ?? "", {
+    maintenance: false,
+    renderMetrics,
+    queueGauges: false,
+    checkBudget: false,
+  });
   // This worker answers the primary's requests for its metrics from then on.
   AggregatorRegistry.setRegistries([server.metrics]);
   new AggregatorRegistry();

@@ -2,6 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { decodeJwt, SignJWT } from "jose";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { listenerName } from "../../src/auth/client-states.ts";
 import { createDatabasePool } from "../../src/db/pool.ts";
 import { registerClient } from "../../src/services/client-service.ts";
 import { expectCode } from "../support/expect-code.ts";
@@ -191,7 +192,8 @@ describe("revocation when the notification connection drops", () => {
     const killer = new pg.Client({ connectionString: server.databaseUrl });
     await killer.connect();
     const { rowCount } = await killer.query(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN fastpubsub_clients'",
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+      [listenerName],
     );
     await killer.end();
     expect(rowCount).toBe(2);

@@ -13,13 +13,9 @@ export function createErrorInterceptor(logger: Logger): Interceptor {
       return await next(request);
     } catch (error) {
       if (error instanceof ConnectError) throw error;
+      // A database that does not answer is logged once by the database's health, not by every call.
       const translated = connectErrorFromDatabaseError(error);
-      if (translated) {
-        if (translated.code === Code.Unavailable) {
-          logger.error("database unavailable", { procedure: procedureOf(request), error: errorText(error) });
-        }
-        throw translated;
-      }
+      if (translated) throw translated;
       logger.error("unexpected error", { procedure: procedureOf(request), error: errorText(error) });
       throw new ConnectError("Internal server error", Code.Internal, undefined, undefined, error);
     }

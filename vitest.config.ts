@@ -4,12 +4,13 @@ import { defineConfig } from "vitest/config";
 const report = process.env.FASTPUBSUB_TEST_REPORT;
 // `npm test` needs only Node and PostgreSQL; `npm run test:system` runs the tests that need
 // tools from Debian (Chromium for the API docs pages, Go for the Go example), as .ci/run does.
+// `npm run test:faults` runs test/faults with vitest.faults.config.ts.
 const system = process.env.FASTPUBSUB_SYSTEM_TESTS === "1";
 
 export default defineConfig({
   test: {
     include: system ? ["test/system/**/*.test.ts"] : ["test/**/*.test.ts"],
-    exclude: system ? [] : ["test/system/**"],
+    exclude: system ? [] : ["test/system/**", "test/faults/**"],
     globalSetup: ["test/support/global-setup.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,

@@ -1,8 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import { isAlive, type ServerProcess, startServerProcess } from "../support/cli.ts";
+import { isAlive, startServerProcess } from "../support/cli.ts";
 import { type Answer, send as sendHttp } from "../support/http.ts";
 import { freePort } from "../support/ports.ts";
 import { createTestDatabase } from "../support/server.ts";
@@ -38,105 +37,6 @@ async function request(base: string, method: string, path: string, body?: unknow
 }
 
 const retryable = /^(ECONNREFUSED|ECONNRESET|EPIPE|UND_ERR_SOCKET|UND_ERR_CLOSED|other side closed)/;
-
-describe("the server under load", () => {
-  it("restarts without failing a request other than with a retryable connection error, and without losing a message", async () => {
-    const port = await freePort();
-    const base = `http://127.0.0.1:${port}`;
-    const env = {
-      FASTPUBSUB_DATABASE_URL: await createTestDatabase(),
-      FASTPUBSUB_API_PORT: String(port),
-      FASTPUBSUB_LOG_LEVEL: "warning",
-      FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS: "2",
-      FASTPUBSUB_CLEANUP_STUCK_MESSAGES_INTERVAL_SECONDS: "1",
-    };
-    let server: ServerProcess = await startServerProcess(env);
-    const failures: string[] = [];
-    const connectionErrors: string[] = [];
-    /** Set when the test ends: the loops below end, and a connection error is no longer retried. */
-    let stopped = false;
-    /**
-     * Sends until the request is answered, retrying connection errors; any answer but `expected` is a failure.
-     * Once `stopped`, gives up on a connection error and returns undefined.
-     */
-    const send = async (method: string, path: string, body: unknown, expected: number[]) => {
-      for (;;) {
-        const outcome = await request(base, method, path, body);
-        if ("connectionError" in outcome) {
-          if (stopped) return undefined;
-          connectionErrors.push(outcome.connectionError);
-          await sleep(50);
-          continue;
-        }
-        if (!expected.includes(outcome.status)) failures.push(`${method} ${path}: ${outcome.status} ${outcome.text}`);
-        return outcome;
-      }
-    };
-
-    const total = 3000;
-    const published = new Set<number>();
-    const received = new Set<number>();
-    let next = 0;
-    let publishing = true;
-    const publisher = async () => {
-      while (!stopped && next < total) {
-        const batch = Array.from({ length: Math.min(50, total - next) }, () => next++);
-        const answer = await send(
-          "POST",
-          "/topics/load/messages",
-          batch.map((n) => ({ n })),
-          [204],
-        );
-        if (answer?.status === 204) for (const n of batch) published.add(n);
-      }
-    };
-    const consumer = async (id: string) => {
-      while (!stopped && (publishing || received.size < published.size)) {
-        const answer = await send("GET", `/subscriptions/load-sub/messages?consumer_id=${id}&batch_size=50`, undefined, [200]);
-        const data = answer?.status === 200 ? (JSON.parse(answer.text) as { data: { id: string; payload: { n: number } }[] }).data : [];
-        if (data.length === 0) {
-          await sleep(20);
-          continue;
-        }
-        await send(
-          "POST",
-          "/subscriptions/load-sub/acks",
-          data.map((message) => message.id),
-          [204],
-        );
-        for (const message of data) received.add(message.payload.n);
-      }
-    };
-    let publishers: Promise<unknown> = Promise.resolve();
-    let consumers: Promise<unknown> = Promise.resolve();
-    let publishedBeforeRestart = 0;
-    try {
-      await send("POST", "/topics", { id: "load" }, [201]);
-      await send("POST", "/subscriptions", { id: "load-sub", topic_id: "load", backoff_min_seconds: 1, backoff_max_seconds: 1 }, [201]);
-      publishers = Promise.all([publisher(), publisher()]);
-      consumers = Promise.all([consumer("c1"), consumer("c2")]);
-
-      await waitFor(async () => (published.size > total / 3 ? true : undefined), 30_000, "a third of the messages");
-      publishedBeforeRestart = published.size;
-      expect(await server.stop("SIGTERM")).toBe(0);
-      server = await startServerProcess(env);
-      await publishers;
-      publishing = false;
-      await waitFor(async () => (received.size >= published.size ? true : undefined), 30_000, "the consumers to receive every message");
-    } finally {
-      stopped = true;
-      expect(await server.stop("SIGTERM")).toBe(0);
-      await Promise.all([publishers, consumers]);
-    }
-
-    expect(failures).toEqual([]);
-    expect(publishedBeforeRestart).toBeLessThan(total);
-    expect(connectionErrors.length).toBeGreaterThan(0);
-    expect(connectionErrors.filter((error) => !retryable.test(error))).toEqual([]);
-    expect(published.size).toBe(total);
-    expect([...published].filter((n) => !received.has(n))).toEqual([]);
-  });
-});
 
 describe("several workers", () => {
   it("serve one port, aggregate their metrics, replace a worker that dies, and stop together", async () => {

@@ -36,12 +36,24 @@ interface MetricsAnswer extends MetricsRequest {
 export async function runPrimary(config: Config, logger: Logger): Promise<{ close(): Promise<void>; failed: Promise<Error> }> {
   const { url, embedded } = await provideDatabase(config, logger);
   const db = createDatabasePool(url, { maxPoolSize: primaryConnections, acquireTimeoutMs: config.databasePoolTimeoutSeconds * 1000 });
+  const stopping = new AbortController();
+  const checked = retryWhileUnavailable(() => checkConnectionBudget(db, config, logger), {
+    signal: stopping.signal,
+    logger,
+    message: "the database does not answer; the workers serve 503 until it does",
+  });
+  try {
+    await checked.firstTry;
+  } catch (error) {
+    await db.end();
+    await embedded?.stop();
+    throw error;
+  }
   const stopMaintenance = startMaintenance(db, config, logger);
   const aggregator = new AggregatorRegistry();
   const queueGauges = new Registry();
   registerQueueGauges(queueGauges, db, logger);
   const metricsText = async () => `${await aggregator.clusterMetrics()}\n${await queueGauges.metrics()}`;
-  const stopping = new AbortController();
   const respawns = new Set<NodeJS.Timeout>();
   let youngDeaths = 0;
 
@@ -68,21 +80,11 @@ export async function runPrimary(config: Config, logger: Logger): Promise<{ clos
     });
   };
   for (let n = 0; n < config.apiNumWorkers; n++) fork();
-  const checked = retryWhileUnavailable(() => checkConnectionBudget(db, config, logger), {
-    signal: stopping.signal,
-    onRetry: (error, waitMs) => logger.warning("the database does not answer; retrying", { error: String(error), retry_in_ms: waitMs }),
-  });
   const [address] = (await once(cluster, "listening")).slice(1) as [{ address: string; port: number }];
   const host = address.address.includes(":") ? `[${address.address}]` : address.address;
   logger.info("fastpubsub is serving", { url: `http://${host}:${address.port}`, workers: config.apiNumWorkers });
 
-  return {
-    close,
-    failed: checked.then(
-      () => new Promise<never>(() => {}),
-      (error: unknown) => (stopping.signal.aborted ? new Promise<never>(() => {}) : (error as Error)),
-    ),
-  };
+  return { close, failed: checked.failed };
 
   async function close() {
     stopping.abort();
@@ -98,7 +100,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<{ clos
     );
     await Promise.all(exited);
     clearTimeout(deadline);
-    await checked.catch(() => {});
+    await checked.done.catch(() => {});
     await stopMaintenance();
     await db.end();
     await embedded?.stop();

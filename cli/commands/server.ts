@@ -16,19 +16,19 @@ export default class Server extends FastpubsubCommand {
     const { config, logger } = this.setup();
     // Heard from the start: a signal during start-up stops the server once it is up.
     const signal = Promise.race([once(process, "SIGINT"), once(process, "SIGTERM")]);
-    const server = await startServing(config, logger);
-    const stop = await Promise.race([signal, server.failed]);
-    if (stop instanceof Error) {
+    try {
+      const server = await startServing(config, logger);
+      const stop = await Promise.race([signal, server.failed]);
+      if (stop instanceof Error) {
+        await server.close();
+        throw stop;
+      }
+      if (!cluster.isWorker) logger.info("shutting down", { signal: String(stop[0] ?? "") });
       await server.close();
-      throw stop;
+      if (!cluster.isWorker) logger.info("stopped");
+    } finally {
+      // The channel to the primary would keep a worker alive.
+      if (cluster.isWorker) process.disconnect?.();
     }
-    if (!cluster.isWorker) logger.info("shutting down", { signal: String(stop[0] ?? "") });
-    await server.close();
-    if (cluster.isWorker) {
-      // The channel to the primary would keep this process alive.
-      process.disconnect?.();
-      return;
-    }
-    logger.info("stopped");
   }
 }

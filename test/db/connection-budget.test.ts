@@ -3,7 +3,6 @@ import { ConfigError, loadConfig } from "../../src/config/config.ts";
 import { checkConnectionBudget } from "../../src/db/connection-budget.ts";
 import { createDatabasePool, type DatabasePool } from "../../src/db/pool.ts";
 import { createLogger } from "../../src/logger.ts";
-import { runCli } from "../support/cli.ts";
 import { query } from "../support/db.ts";
 import { createTestDatabase } from "../support/server.ts";
 
@@ -42,19 +41,5 @@ describe("the connection budget", () => {
     const refused = budget({ FASTPUBSUB_DATABASE_POOL_SIZE: String(allowed), FASTPUBSUB_DATABASE_MAX_OVERFLOW: "1" });
     await expect(refused).rejects.toBeInstanceOf(ConfigError);
     await expect(refused).rejects.toThrow(/FASTPUBSUB_DATABASE_POOL_SIZE=.*FASTPUBSUB_DATABASE_MAX_OVERFLOW=1.*max_connections/);
-  });
-
-  it("stops the server with a one-line reason when it cannot fit, with one process or several", async () => {
-    for (const workers of ["1", "2"]) {
-      const { code, stderr } = await runCli(["server"], {
-        FASTPUBSUB_DATABASE_URL: url,
-        FASTPUBSUB_API_NUM_WORKERS: workers,
-        FASTPUBSUB_DATABASE_MAX_OVERFLOW: String(allowed),
-      });
-      expect(code).not.toBe(0);
-      expect(stderr.trim().split("\n").at(-1)).toMatch(
-        /^Error: FASTPUBSUB_DATABASE_POOL_SIZE=5 and FASTPUBSUB_DATABASE_MAX_OVERFLOW=\d+ may open/,
-      );
-    }
   });
 });

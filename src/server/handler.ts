@@ -102,6 +102,9 @@ export function createRequestHandler(options: HandlerOptions) {
       signal: abort.signal,
     });
     taken.route = response.route ?? "unmatched";
+    response.headers?.forEach((value, name) => {
+      res.setHeader(name, value);
+    });
     send(res, response.status, response.body);
   }
 

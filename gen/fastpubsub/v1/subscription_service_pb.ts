@@ -530,7 +530,9 @@ export type SubscriptionMetrics = Message$1<"fastpubsub.v1.SubscriptionMetrics">
   delivered: number;
 
   /**
-   * acked counts acknowledged messages not yet cleaned up.
+   * acked counts the acks that cleanup_acked_messages has not yet forgotten
+   * (those of about the last FASTPUBSUB_CLEANUP_ACKED_MESSAGES_OLDER_THAN_SECONDS);
+   * an acked message itself is deleted when it is acked.
    *
    * @generated from field: uint32 acked = 4;
    */

@@ -987,7 +987,9 @@ type SubscriptionMetrics struct {
 	Available uint32 `protobuf:"varint,2,opt,name=available,proto3" json:"available,omitempty"`
 	// delivered counts messages locked to a consumer and not yet acked or nacked.
 	Delivered uint32 `protobuf:"varint,3,opt,name=delivered,proto3" json:"delivered,omitempty"`
-	// acked counts acknowledged messages not yet cleaned up.
+	// acked counts the acks that cleanup_acked_messages has not yet forgotten
+	// (those of about the last FASTPUBSUB_CLEANUP_ACKED_MESSAGES_OLDER_THAN_SECONDS);
+	// an acked message itself is deleted when it is acked.
 	Acked uint32 `protobuf:"varint,4,opt,name=acked,proto3" json:"acked,omitempty"`
 	// dlq counts messages in the dead-letter queue.
 	Dlq uint32 `protobuf:"varint,5,opt,name=dlq,proto3" json:"dlq,omitempty"`

@@ -318,6 +318,8 @@ async function exists(path: string) {
 
 async function createDatabaseIfMissing(adminUrl: string) {
   const client = new pg.Client({ connectionString: adminUrl });
+  // A lost connection fails the query at hand; the event itself must not end the process.
+  client.on("error", () => {});
   await client.connect();
   try {
     const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [database]);

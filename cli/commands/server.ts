@@ -1,5 +1,4 @@
 import cluster from "node:cluster";
-import { once } from "node:events";
 import { startServing } from "../../src/server/workers.ts";
 import { FastpubsubCommand } from "../command.ts";
 
@@ -14,21 +13,24 @@ export default class Server extends FastpubsubCommand {
 
   async run() {
     const { config, logger } = this.setup();
-    // Heard from the start: a signal during start-up stops the server once it is up.
-    const signal = Promise.race([once(process, "SIGINT"), once(process, "SIGTERM")]);
-    const server = await startServing(config, logger);
-    const stop = await Promise.race([signal, server.failed]);
-    if (stop instanceof Error) {
+    // Heard from the start, so that a signal during start-up stops the server once it is up, and for good:
+    // proper-lockfile's signal-exit re-raises a signal that it finds no other listener for.
+    const signal = new Promise<NodeJS.Signals>((resolve) => {
+      for (const name of ["SIGINT", "SIGTERM"] as const) process.on(name, () => resolve(name));
+    });
+    try {
+      const server = await startServing(config, logger);
+      const stop = await Promise.race([signal, server.failed]);
+      if (stop instanceof Error) {
+        await server.close();
+        throw stop;
+      }
+      if (!cluster.isWorker) logger.info("shutting down", { signal: stop });
       await server.close();
-      throw stop;
+      if (!cluster.isWorker) logger.info("stopped");
+    } finally {
+      // The channel to the primary would keep a worker alive.
+      if (cluster.isWorker) process.disconnect?.();
     }
-    if (!cluster.isWorker) logger.info("shutting down", { signal: String(stop[0] ?? "") });
-    await server.close();
-    if (cluster.isWorker) {
-      // The channel to the primary would keep this process alive.
-      process.disconnect?.();
-      return;
-    }
-    logger.info("stopped");
   }
 }

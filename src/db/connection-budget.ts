@@ -32,11 +32,10 @@ export async function checkConnectionBudget(db: DatabaseConnection, settings: Se
   const allowed = limits.max_connections - limits.reserved;
   logger.info("database connection budget", { needed, per_process: perProcess, workers, allowed, in_use: limits.in_use });
   if (needed <= allowed) return;
-  const processes =
-    workers > 1 ? `FASTPUBSUB_API_NUM_WORKERS=${workers} × ${perProcess} + ${primaryConnections} for the primary` : `${perProcess}`;
+  const processes = workers > 1 ? `FASTPUBSUB_API_NUM_WORKERS=${workers} × ${perProcess} + ${primaryConnections} for the primary = ` : "";
   throw new ConfigError(
     `FASTPUBSUB_DATABASE_POOL_SIZE=${settings.databasePoolSize} and FASTPUBSUB_DATABASE_MAX_OVERFLOW=${settings.databaseMaxOverflow} ` +
-      `may open ${processes} = ${needed} connections, more than the ${allowed} PostgreSQL allows ` +
+      `may open ${processes}${needed} connections, more than the ${allowed} PostgreSQL allows ` +
       `(max_connections ${limits.max_connections} less ${limits.reserved} reserved): lower FASTPUBSUB_API_NUM_WORKERS, ` +
       "FASTPUBSUB_DATABASE_POOL_SIZE or FASTPUBSUB_DATABASE_MAX_OVERFLOW, or raise max_connections",
   );

@@ -72,7 +72,7 @@ export function startMaintenance(db: DatabasePool, settings: Settings, logger: L
       seconds: settings.cleanupAckedMessagesIntervalSeconds,
       run: async () => {
         const forgotten = await messages.cleanupAckedMessages(db, settings.cleanupAckedMessagesOlderThanSeconds);
-        if (forgotten > 0n) logger.info("cleaned up acked messages", { forgotten: Number(forgotten) });
+        if (forgotten > 0n) logger.info("forgot old acks", { forgotten: Number(forgotten) });
       },
     },
     {

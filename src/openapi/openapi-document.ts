@@ -161,7 +161,7 @@ function operation(
     ...route.pathFields.map((field) => parameter(field, "path", schemas)),
     ...route.queryFields.map((field) => parameter(field, "query", schemas)),
   ];
-  const requestBody = route.body === "none" ? undefined : requestBodyOf(method.input, route.pathFields, route.body, schemas);
+  const requestBody = route.body === "none" ? undefined : requestBodyOf(method.input, route, route.body, schemas);
   return {
     tags: [service.name],
     summary: firstSentence(comment),
@@ -187,20 +187,15 @@ function parameter(field: DescField, location: "path" | "query", schemas: Schema
   };
 }
 
-function requestBodyOf(
-  input: DescMessage,
-  pathFields: readonly DescField[],
-  body: "message" | DescField,
-  schemas: SchemaBuilder,
-): JsonObject {
+function requestBodyOf(input: DescMessage, route: RestBinding, body: "message" | DescField, schemas: SchemaBuilder): JsonObject {
   if (body === "message") {
-    const omit = new Set(pathFields);
+    const omit = new Set(route.pathFields);
     const schema = omit.size === 0 ? schemas.messageSchema(input) : schemas.partialMessageSchema(input, omit);
     const required = input.fields.some((field) => !omit.has(field) && schemas.isRequired(field));
     return {
       ...describe(firstSentence(protoComment(input))),
       ...(required ? { required: true } : {}),
-      content: { "application/json": { schema } },
+      content: { "application/json": { schema }, ...(route.formBody ? { "application/x-www-form-urlencoded": { schema } } : {}) },
     };
   }
   const { description, ...schema } = schemas.fieldSchema(body);

@@ -101,6 +101,9 @@ export function createRequestHandler(options: HandlerOptions) {
       signal: abort.signal,
     });
     taken.route = response.route ?? "unmatched";
+    response.headers?.forEach((value, name) => {
+      res.setHeader(name, value);
+    });
     send(res, response.status, response.body);
   }
 
@@ -124,7 +127,8 @@ export function createRequestHandler(options: HandlerOptions) {
     if (origin && allowedOrigins.has(origin)) {
       res.setHeader("access-control-allow-origin", origin);
       res.setHeader("vary", "origin");
-      res.setHeader("access-control-expose-headers", cors.exposedHeaders.join(", "));
+      // A browser client reads a 401's challenge only when it is exposed.
+      res.setHeader("access-control-expose-headers", [...cors.exposedHeaders, "WWW-Authenticate"].join(", "));
       if (req.method === "OPTIONS" && req.headers["access-control-request-method"]) {
         res.setHeader("access-control-allow-methods", [...cors.allowedMethods, "PUT", "DELETE"].join(", "));
         res.setHeader("access-control-allow-headers", [...cors.allowedHeaders, "Authorization"].join(", "));

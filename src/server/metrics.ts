@@ -19,6 +19,10 @@ export function createMetrics(options: { db: Database; logger: Logger; queueGaug
   const registry = new Registry();
   const registers = [registry];
   collectDefaultMetrics({ register: registry });
+  // A gauge named *_total breaks Prometheus's naming rules (promtool check metrics); each is the sum of the labelled gauge without the suffix.
+  for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
+    registry.removeSingleMetric(name);
+  }
   const httpRequests = new Counter({
     name: "http_requests_total",
     registers,

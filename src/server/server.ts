@@ -81,25 +81,14 @@ export async function serve(
 
   const stopping = new AbortController();
   let stopMaintenance = async () => {};
-  let firstTryFailed = () => {};
-  const firstTry = new Promise<void>((resolve) => {
-    firstTryFailed = resolve;
-  });
   const preparing = retryWhileUnavailable(
     async () => {
       if (options.checkBudget) await checkConnectionBudget(db.pool, config, logger);
       await migrateDatabase(databaseUrl, logger);
     },
-    {
-      signal: stopping.signal,
-      onRetry(error, waitMs) {
-        const fields = { error: String(error), retry_in_ms: waitMs };
-        if (waitMs === 250) logger.warning("the database does not answer; serving 503 until it does", fields);
-        else logger.debug("the database still does not answer", fields);
-        firstTryFailed();
-      },
-    },
-  ).then(() => {
+    { signal: stopping.signal, logger, message: "the database does not answer; serving 503 until it does" },
+  );
+  const ready = preparing.done.then(() => {
     prepared = true;
     if (options.maintenance) stopMaintenance = startMaintenance(db.pool, config, logger);
   });
@@ -107,29 +96,21 @@ export async function serve(
   const close = async () => {
     stopping.abort();
     await listener?.close(config.apiShutdownTimeoutSeconds * 1000);
-    await preparing.catch(() => {});
+    await ready.catch(() => {});
     await stopMaintenance();
     await states?.close();
     await db.end();
   };
   try {
     // A database that answers is prepared before the port opens, so no call gets a 503 while it is.
-    await Promise.race([preparing, firstTry]);
+    await preparing.firstTry;
     listener = await listen(handler, config.apiHost, config.apiPort);
   } catch (error) {
     await close();
     throw error;
   }
   logger.info("fastpubsub is serving", { url: listener.url });
-  return {
-    url: listener.url,
-    metrics: metrics.registry,
-    failed: preparing.then(
-      () => new Promise<never>(() => {}),
-      (error: unknown) => (stopping.signal.aborted ? new Promise<never>(() => {}) : (error as Error)),
-    ),
-    close,
-  };
+  return { url: listener.url, metrics: metrics.registry, failed: preparing.failed, close };
 }
 
 /** Creates the interceptor that answers every call with `unavailable` until `ready()` says the database is prepared. */

@@ -14,13 +14,17 @@ import { provideDatabase, type RunningServer, serve, startServer } from "./serve
 const youngWorkerMs = 10_000;
 const maxRespawnPauseMs = 30_000;
 
-// Messages between a worker and the primary, for /metrics.
+// Messages between a worker and the primary: for /metrics, and a worker's reason to stop the cluster.
 interface MetricsRequest {
   kind: "fastpubsub:metrics";
   id: number;
 }
 interface MetricsAnswer extends MetricsRequest {
   text: string;
+}
+interface FatalReport {
+  kind: "fastpubsub:fatal";
+  reason: string;
 }
 
 /**
@@ -29,26 +33,49 @@ interface MetricsAnswer extends MetricsRequest {
  * in it, runs the cleanup and maintenance jobs, answers the workers' /metrics
  * with all workers' metrics aggregated and its own queue gauges (one query per
  * scrape, whatever the number of workers), replaces a worker that dies (after
- * a growing pause when workers keep dying young), and on stop asks every
+ * a growing pause when workers keep dying young; a worker that reports a
+ * reason respawning cannot cure stops the cluster), and on stop asks every
  * worker to finish its in-flight requests and exit. Each worker migrates the
  * database and serves, retrying while PostgreSQL does not answer.
  */
 export async function runPrimary(config: Config, logger: Logger): Promise<{ close(): Promise<void>; failed: Promise<Error> }> {
   const { url, embedded } = await provideDatabase(config, logger);
   const db = createDatabasePool(url, { maxPoolSize: primaryConnections, acquireTimeoutMs: config.databasePoolTimeoutSeconds * 1000 });
+  const stopping = new AbortController();
+  const checked = retryWhileUnavailable(() => checkConnectionBudget(db, config, logger), {
+    signal: stopping.signal,
+    logger,
+    message: "the database does not answer; the workers serve 503 until it does",
+  });
+  try {
+    await checked.firstTry;
+  } catch (error) {
+    await db.end();
+    await embedded?.stop();
+    throw error;
+  }
   const stopMaintenance = startMaintenance(db, config, logger);
   const aggregator = new AggregatorRegistry();
   const queueGauges = new Registry();
   registerQueueGauges(queueGauges, db, logger);
   const metricsText = async () => `${await aggregator.clusterMetrics()}\n${await queueGauges.metrics()}`;
-  const stopping = new AbortController();
   const respawns = new Set<NodeJS.Timeout>();
+  // A worker that cannot serve for a reason respawning cannot cure (e.g. a changed migration) stops the cluster.
+  let fatal: Error | undefined;
+  let workerFailed = (_error: Error) => {};
+  const workerFailure = new Promise<Error>((resolve) => {
+    workerFailed = (error) => {
+      fatal ??= error;
+      resolve(fatal);
+    };
+  });
   let youngDeaths = 0;
 
   const fork = () => {
     const started = Date.now();
     const worker = cluster.fork({ FASTPUBSUB_DATABASE_URL: url });
-    worker.on("message", (message: MetricsRequest) => {
+    worker.on("message", (message: MetricsRequest | FatalReport) => {
+      if (message?.kind === "fastpubsub:fatal") workerFailed(new Error(message.reason));
       if (message?.kind !== "fastpubsub:metrics") return;
       metricsText().then(
         (text) => worker.send({ ...message, text } satisfies MetricsAnswer),
@@ -56,7 +83,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<{ clos
       );
     });
     worker.once("exit", (code, signal) => {
-      if (stopping.signal.aborted) return;
+      if (stopping.signal.aborted || fatal) return;
       youngDeaths = Date.now() - started < youngWorkerMs ? youngDeaths + 1 : 0;
       const pauseMs = youngDeaths === 0 ? 0 : Math.min(maxRespawnPauseMs, 500 * 2 ** (youngDeaths - 1));
       logger.error("worker died; starting another", { pid: worker.process.pid, code, signal, pause_ms: pauseMs });
@@ -68,21 +95,17 @@ export async function runPrimary(config: Config, logger: Logger): Promise<{ clos
     });
   };
   for (let n = 0; n < config.apiNumWorkers; n++) fork();
-  const checked = retryWhileUnavailable(() => checkConnectionBudget(db, config, logger), {
-    signal: stopping.signal,
-    onRetry: (error, waitMs) => logger.warning("the database does not answer; retrying", { error: String(error), retry_in_ms: waitMs }),
-  });
-  const [address] = (await once(cluster, "listening")).slice(1) as [{ address: string; port: number }];
+  const listening = once(cluster, "listening") as Promise<[Worker, { address: string; port: number }]>;
+  const first = await Promise.race([listening, workerFailure]);
+  if (first instanceof Error) {
+    await close();
+    throw first;
+  }
+  const [, address] = first;
   const host = address.address.includes(":") ? `[${address.address}]` : address.address;
   logger.info("fastpubsub is serving", { url: `http://${host}:${address.port}`, workers: config.apiNumWorkers });
 
-  return {
-    close,
-    failed: checked.then(
-      () => new Promise<never>(() => {}),
-      (error: unknown) => (stopping.signal.aborted ? new Promise<never>(() => {}) : (error as Error)),
-    ),
-  };
+  return { close, failed: Promise.race([checked.failed, workerFailure]) };
 
   async function close() {
     stopping.abort();
@@ -98,7 +121,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<{ clos
     );
     await Promise.all(exited);
     clearTimeout(deadline);
-    await checked.catch(() => {});
+    await checked.done.catch(() => {});
     await stopMaintenance();
     await db.end();
     await embedded?.stop();
@@ -129,12 +152,17 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
       pending.set(id, resolve);
       process.send?.({ kind: "fastpubsub:metrics", id } satisfies MetricsRequest);
     });
+  const reportFatal = (error: Error) => process.send?.({ kind: "fastpubsub:fatal", reason: error.message } satisfies FatalReport);
   const server = await serve(config, logger, config.databaseUrl ?? "", {
     maintenance: false,
     renderMetrics,
     queueGauges: false,
     checkBudget: false,
+  }).catch((error: Error) => {
+    reportFatal(error);
+    throw error;
   });
+  void server.failed.then(reportFatal);
   // This worker answers the primary's requests for its metrics from then on.
   AggregatorRegistry.setRegistries([server.metrics]);
   new AggregatorRegistry();

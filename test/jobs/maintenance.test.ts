@@ -134,7 +134,7 @@ describe("the in-process cleanup", () => {
 });
 
 describe("cleanup_acked_messages", () => {
-  it("deletes the acks older than the threshold, prints how many, and leaves the rest", async () => {
+  it("forgets the acks older than the threshold, prints how many, and leaves the rest", async () => {
     const server = await startTestServer({ FASTPUBSUB_CLEANUP_ACKED_MESSAGES_INTERVAL_SECONDS: "0" });
     try {
       const api = createApi("rest", server.url);
@@ -143,11 +143,11 @@ describe("cleanup_acked_messages", () => {
       await api.subscriptions.ackMessages({ subscriptionId, messageIds: delivered.slice(0, 3).map((message) => message.id) });
       const env = { FASTPUBSUB_DATABASE_URL: server.databaseUrl, FASTPUBSUB_CLEANUP_ACKED_MESSAGES_OLDER_THAN_SECONDS: "3600" };
       const young = await runCli(["cleanup_acked_messages"], env);
-      expect(young).toMatchObject({ code: 0, stdout: "deleted 0 acked messages older than 3600 seconds\n" });
+      expect(young).toMatchObject({ code: 0, stdout: "forgot 0 acks older than 3600 seconds\n" });
       expect((await metrics(api, subscriptionId)).acked).toBe(3);
       await sleep(1_100);
       const old = await runCli(["cleanup_acked_messages"], { ...env, FASTPUBSUB_CLEANUP_ACKED_MESSAGES_OLDER_THAN_SECONDS: "1" });
-      expect(old).toMatchObject({ code: 0, stdout: "deleted 3 acked messages older than 1 seconds\n" });
+      expect(old).toMatchObject({ code: 0, stdout: "forgot 3 acks older than 1 seconds\n" });
       expect(await metrics(api, subscriptionId)).toEqual({ available: 0, delivered: 2, acked: 0, dlq: 0 });
     } finally {
       await server.close();

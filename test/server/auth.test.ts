@@ -114,6 +114,107 @@ describe("POST /oauth/token", () => {
   });
 });
 
+describe("POST /oauth/token as OAuth2 client-credentials libraries send it", () => {
+  /** Posts a form-encoded body, with `headers`, and returns the status, the JSON body and the WWW-Authenticate header. */
+  async function postForm(fields: Record<string, string>, headers: Record<string, string> = {}) {
+    const response = await fetch(new URL("/oauth/token", server.url), {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded;charset=UTF-8", ...headers },
+      body: new URLSearchParams(fields),
+    });
+    return {
+      status: response.status,
+      json: (await response.json()) as Record<string, unknown>,
+      challenge: response.headers.get("www-authenticate"),
+    };
+  }
+  /** The HTTP Basic header of RFC 6749 section 2.3.1: the id and the secret each form-encoded, then joined and base64-encoded. */
+  const basic = (id: string, secret: string) => ({
+    authorization: `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString("base64")}`,
+  });
+
+  it("issues a token for a form body with grant_type=client_credentials and the credentials in it", async () => {
+    const { id, secret } = await registerClient(db, { name: "form", scopes: "topics:read" });
+    const answer = await postForm({ grant_type: "client_credentials", client_id: id, client_secret: secret });
+    expect(answer).toMatchObject({ status: 201, json: { token_type: "Bearer", expires_in: 1800, scope: "topics:read" } });
+    const token = answer.json.access_token as string;
+    expect((await createApi("rest", server.url, bearer(token)).topics.listTopics({})).data).toBeDefined();
+  });
+
+  it("issues a token for the credentials sent by HTTP Basic, over every protocol", async () => {
+    const { id, secret } = await registerClient(db, { name: "basic", scopes: "topics:read" });
+    const answer = await postForm({ grant_type: "client_credentials" }, basic(id, secret));
+    expect(answer).toMatchObject({ status: 201, json: { token_type: "Bearer", scope: "topics:read" } });
+    expect(decodeJwt(answer.json.access_token as string).sub).toBe(id);
+    // The client id may also stay in the body, as some libraries send it.
+    expect((await postForm({ grant_type: "client_credentials", client_id: id }, basic(id, secret))).status).toBe(201);
+    for (const protocol of ["grpc", "connect-json", "grpc-web"] as const) {
+      const issued = await createApi(protocol, server.url, basic(id, secret)).auth.createToken({ grantType: "client_credentials" });
+      expect(decodeJwt(issued.accessToken).sub).toBe(id);
+    }
+  });
+
+  it("still takes the seed's JSON body, with or without grant_type", async () => {
+    const { id, secret } = await registerClient(db, { name: "json", scopes: "*" });
+    expect((await requestToken(id, secret)).status).toBe(201);
+    const response = await fetch(new URL("/oauth/token", server.url), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ grant_type: "client_credentials", client_id: id, client_secret: secret }),
+    });
+    expect(response.status).toBe(201);
+  });
+
+  it("refuses a grant type other than client_credentials with 422, and invalid_argument over RPC", async () => {
+    const { id, secret } = await registerClient(db, { name: "grant", scopes: "*" });
+    for (const grant of ["password", "authorization_code", "refresh_token"]) {
+      const answer = await postForm({ grant_type: grant, client_id: id, client_secret: secret, username: "u", password: "p" });
+      expect(answer.status).toBe(422);
+      expect(answer.json.detail).toMatch(/^grant_type must be client_credentials/);
+    }
+    const rpc = createApi("connect-json", server.url).auth.createToken({ grantType: "password", clientId: id, clientSecret: secret });
+    expect((await expectCode(rpc, Code.InvalidArgument)).rawMessage).toMatch(/^grant_type must be client_credentials/);
+  });
+
+  it.each([
+    ["no credentials at all", {}, {}, "client_id is required, in the request or by HTTP Basic"],
+    ["no secret", { client_id: "0190b3a2-7c4e-7000-8000-000000000001" }, {}, "client_secret is required, in the request or by HTTP Basic"],
+    ["a client_id that is no UUID", { client_id: "client-1", client_secret: "x" }, {}, "client_id must be a UUID"],
+    [
+      "Basic credentials without a colon",
+      {},
+      { authorization: `Basic ${Buffer.from("nocolon").toString("base64")}` },
+      "the Basic credentials must be client_id:client_secret",
+    ],
+    [
+      "a secret both by Basic and in the body",
+      { client_secret: "x" },
+      basic("0190b3a2-7c4e-7000-8000-000000000001", "y"),
+      "send the client's credentials either by HTTP Basic or in the request, not both",
+    ],
+  ])("answers 422 for %s", async (_, fields, headers, detail) => {
+    expect(await postForm({ grant_type: "client_credentials", ...fields }, headers)).toEqual({
+      status: 422,
+      json: { detail },
+      challenge: null,
+    });
+  });
+
+  it("answers 401 with a Bearer challenge, after a Basic one when the client used HTTP Basic", async () => {
+    const { id } = await registerClient(db, { name: "wrong", scopes: "*" });
+    expect(await postForm({ grant_type: "client_credentials", client_id: id, client_secret: "wrong" })).toEqual({
+      status: 401,
+      json: { detail: "Client secret is invalid" },
+      challenge: 'Bearer realm="fastpubsub"',
+    });
+    expect(await postForm({ grant_type: "client_credentials" }, basic(id, "wrong"))).toEqual({
+      status: 401,
+      json: { detail: "Client secret is invalid" },
+      challenge: 'Basic realm="fastpubsub", Bearer realm="fastpubsub"',
+    });
+  });
+});
+
 describe.each(["rest", "grpc", "connect-json", "grpc-web"] as const)("an authenticated call over %s", (protocol) => {
   const topics = (headers: Record<string, string> = {}) => createApi(protocol, server.url, headers).topics;
 
@@ -122,6 +223,22 @@ describe.each(["rest", "grpc", "connect-json", "grpc-web"] as const)("an authent
       const error = await expectCode(topics(headers).listTopics({}), Code.Unauthenticated);
       expect(error.rawMessage).toBe("Invalid jwt token");
     }
+  });
+
+  it("is refused with a WWW-Authenticate Bearer challenge, saying invalid_token when a token was refused", async () => {
+    const missing = await expectCode(topics().listTopics({}), Code.Unauthenticated);
+    expect(missing.metadata.get("www-authenticate")).toBe('Bearer realm="fastpubsub"');
+    const refused = await expectCode(topics(bearer("not.a.jwt")).listTopics({}), Code.Unauthenticated);
+    expect(refused.metadata.get("www-authenticate")).toBe(
+      'Bearer realm="fastpubsub", error="invalid_token", error_description="Invalid jwt token"',
+    );
+    const admin = await client("*");
+    const subject = await client("topics:read");
+    await createApi("rest", server.url, bearer(admin.token)).clients.deleteClient({ id: subject.id });
+    const revoked = await expectCode(topics(bearer(subject.token)).listTopics({}), Code.Unauthenticated);
+    expect(revoked.metadata.get("www-authenticate")).toBe(
+      `Bearer realm="fastpubsub", error="invalid_token", error_description="${revoked.rawMessage}"`,
+    );
   });
 
   it("is refused as unauthenticated with a tampered, expired, foreign or unsigned token", async () => {

@@ -267,6 +267,7 @@ describe("CORS", () => {
       expect(preflight.headers.get("access-control-allow-headers")?.toLowerCase()).toContain("authorization");
       const allowed = await fetch(new URL("/topics", own.url), { headers: { origin: "https://admin.example" } });
       expect(allowed.headers.get("access-control-allow-origin")).toBe("https://admin.example");
+      expect(allowed.headers.get("access-control-expose-headers")?.toLowerCase()).toContain("www-authenticate");
       const other = await fetch(new URL("/topics", own.url), { headers: { origin: "https://evil.example" } });
       expect(other.status).toBe(200);
       expect(other.headers.get("access-control-allow-origin")).toBeNull();

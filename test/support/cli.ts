@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { waitFor } from "./wait.ts";
 
@@ -30,11 +31,12 @@ export function runCli(args: string[], env: Record<string, string> = {}) {
   return runScript("cli/run.ts", args, env);
 }
 
-/** Whether a process with this pid is running. */
+/** Whether a process with this pid is running; one that has exited but is not yet reaped (a zombie) is not. */
 export function isAlive(pid: number) {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The state follows the name, which is in parentheses.
+    return stat[stat.lastIndexOf(")") + 2] !== "Z";
   } catch {
     return false;
   }

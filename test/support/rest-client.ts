@@ -101,5 +101,6 @@ async function callRest(method: DescMethod, baseUrl: string, headers: Record<str
   }
   const code = codeFromStatus[response.status];
   if (code === undefined) throw new Error(`${method.name}: unexpected status ${response.status}: ${text}`);
-  throw new ConnectError(detail, code);
+  // The answer's headers are the error's metadata, as a Connect client reads them.
+  throw new ConnectError(detail, code, response.headers);
 }

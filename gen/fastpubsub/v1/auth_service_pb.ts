@@ -5,7 +5,6 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_fastpubsub_v1_access } from "./access_pb.ts";
-import { file_fastpubsub_v1_field_rules } from "./field_rules_pb.ts";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -13,27 +12,37 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file fastpubsub/v1/auth_service.proto.
  */
 export const file_fastpubsub_v1_auth_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBmYXN0cHVic3ViL3YxL2F1dGhfc2VydmljZS5wcm90bxINZmFzdHB1YnN1Yi52MSJOChJDcmVhdGVUb2tlblJlcXVlc3QSGQoJY2xpZW50X2lkGAEgASgJQgaKtRgCCAISHQoNY2xpZW50X3NlY3JldBgCIAEoCUIGirUYAiABImIKE0NyZWF0ZVRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSEgoKZXhwaXJlc19pbhgDIAEoBRINCgVzY29wZRgEIAEoCTKCAQoLQXV0aFNlcnZpY2UScwoLQ3JlYXRlVG9rZW4SIS5mYXN0cHVic3ViLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBoiLmZhc3RwdWJzdWIudjEuQ3JlYXRlVG9rZW5SZXNwb25zZSIdkrUYAhgBgtPkkwIROgEqIgwvb2F1dGgvdG9rZW5CLlosZmFzdHB1YnN1Yi9nZW4vZ28vZmFzdHB1YnN1Yi92MTtmYXN0cHVic3VidjFiBnByb3RvMw", [file_fastpubsub_v1_access, file_fastpubsub_v1_field_rules, file_google_api_annotations]);
+  fileDesc("CiBmYXN0cHVic3ViL3YxL2F1dGhfc2VydmljZS5wcm90bxINZmFzdHB1YnN1Yi52MSJSChJDcmVhdGVUb2tlblJlcXVlc3QSEQoJY2xpZW50X2lkGAEgASgJEhUKDWNsaWVudF9zZWNyZXQYAiABKAkSEgoKZ3JhbnRfdHlwZRgDIAEoCSJiChNDcmVhdGVUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRISCgp0b2tlbl90eXBlGAIgASgJEhIKCmV4cGlyZXNfaW4YAyABKAUSDQoFc2NvcGUYBCABKAkyggEKC0F1dGhTZXJ2aWNlEnMKC0NyZWF0ZVRva2VuEiEuZmFzdHB1YnN1Yi52MS5DcmVhdGVUb2tlblJlcXVlc3QaIi5mYXN0cHVic3ViLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2UiHZK1GAIYAYLT5JMCEToBKiIML29hdXRoL3Rva2VuQi5aLGZhc3RwdWJzdWIvZ2VuL2dvL2Zhc3RwdWJzdWIvdjE7ZmFzdHB1YnN1YnYxYgZwcm90bzM", [file_fastpubsub_v1_access, file_google_api_annotations]);
 
 /**
- * CreateTokenRequest holds a client's credentials.
+ * CreateTokenRequest holds a client's credentials, unless the call sends
+ * them by HTTP Basic (`Authorization: Basic`, the id and the secret each
+ * form-encoded).
  *
  * @generated from message fastpubsub.v1.CreateTokenRequest
  */
 export type CreateTokenRequest = Message<"fastpubsub.v1.CreateTokenRequest"> & {
   /**
-   * client_id is the client's UUID.
+   * client_id is the client's UUID; required unless sent by HTTP Basic.
    *
    * @generated from field: string client_id = 1;
    */
   clientId: string;
 
   /**
-   * client_secret is the secret returned when the client was created.
+   * client_secret is the secret returned when the client was created;
+   * required unless sent by HTTP Basic.
    *
    * @generated from field: string client_secret = 2;
    */
   clientSecret: string;
+
+  /**
+   * grant_type is `client_credentials`, the only grant; it may be left out.
+   *
+   * @generated from field: string grant_type = 3;
+   */
+  grantType: string;
 };
 
 /**
@@ -93,7 +102,12 @@ export const CreateTokenResponseSchema: GenMessage<CreateTokenResponse> = /*@__P
 export const AuthService: GenService<{
   /**
    * CreateToken exchanges a client's id and secret for a signed access token.
-   * Wrong credentials or an inactive client are unauthenticated (REST: 401).
+   * Over REST it also takes the standard OAuth2 client-credentials request
+   * (RFC 6749 section 4.4): a form-encoded body with
+   * `grant_type=client_credentials`, and the credentials in the body or by
+   * HTTP Basic (section 2.3.1), which every protocol accepts. Wrong
+   * credentials or an inactive client are unauthenticated (REST: 401); missing
+   * credentials or another grant type are invalid_argument (REST: 422).
    *
    * @generated from rpc fastpubsub.v1.AuthService.CreateToken
    */

@@ -54,7 +54,10 @@ export type Subscription = Message$1<"fastpubsub.v1.Subscription"> & {
   maxDeliveryAttempts: number;
 
   /**
-   * backoff_min_seconds is the retry delay after the first failed delivery.
+   * backoff_min_seconds is the base of the retry delay: a message nacked after
+   * its n-th delivery becomes available again after
+   * min(backoff_max_seconds, backoff_min_seconds * 2^n) seconds, so twice this
+   * after the first delivery.
    *
    * @generated from field: int32 backoff_min_seconds = 5;
    */
@@ -527,7 +530,9 @@ export type SubscriptionMetrics = Message$1<"fastpubsub.v1.SubscriptionMetrics">
   delivered: number;
 
   /**
-   * acked counts acknowledged messages not yet cleaned up.
+   * acked counts the acks that cleanup_acked_messages has not yet forgotten
+   * (those of about the last FASTPUBSUB_CLEANUP_ACKED_MESSAGES_OLDER_THAN_SECONDS);
+   * an acked message itself is deleted when it is acked.
    *
    * @generated from field: uint32 acked = 4;
    */

@@ -4,6 +4,7 @@ import { access } from "../../../gen/fastpubsub/v1/access_pb.ts";
 import type { ClientStates } from "../../auth/client-states.ts";
 import { hasScope } from "../../auth/scopes.ts";
 import { InvalidTokenError, type Tokens } from "../../auth/tokens.ts";
+import { unauthenticated } from "../../auth/unauthenticated.ts";
 import { kClient } from "../context.ts";
 import { type MethodAccess, methodAccess } from "./method-access.ts";
 
@@ -12,8 +13,6 @@ export function accessRules(services: readonly DescService[]): Map<DescMethod, M
   const methods = services.flatMap((service) => service.methods);
   return new Map(methods.map((method) => [method, methodAccess(method, access)]));
 }
-
-const unauthenticated = (reason: string) => new ConnectError(reason, Code.Unauthenticated);
 
 /**
  * Creates the interceptor that, when authentication is enabled, lets a call
@@ -36,13 +35,13 @@ export function createAuthInterceptor(options: {
     try {
       claims = await options.tokens.verify(token);
     } catch (error) {
-      if (error instanceof InvalidTokenError) throw unauthenticated("Invalid jwt token");
+      if (error instanceof InvalidTokenError) throw unauthenticated("Invalid jwt token", { token: true });
       throw error;
     }
     const state = await options.states.get(claims.sub);
-    if (!state) throw unauthenticated("Client not found");
-    if (!state.isActive) throw unauthenticated("Client disabled");
-    if (state.tokenVersion !== claims.ver) throw unauthenticated("Token revoked");
+    if (!state) throw unauthenticated("Client not found", { token: true });
+    if (!state.isActive) throw unauthenticated("Client disabled", { token: true });
+    if (state.tokenVersion !== claims.ver) throw unauthenticated("Token revoked", { token: true });
     const resourceId =
       rule.resourceField && !request.stream
         ? String((request.message as unknown as Record<string, unknown>)[rule.resourceField.localName] ?? "")

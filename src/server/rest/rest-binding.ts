@@ -19,6 +19,8 @@ export interface RestBinding {
   queryFieldByName: ReadonlyMap<string, DescField>;
   /** Every request field by its proto name and by its JSON name, as a body of the whole message may name them. */
   fieldByName: ReadonlyMap<string, DescField>;
+  /** Whether the body may also be form-encoded (as OAuth2 clients send it): a body of the whole message, of fields a form can carry. */
+  formBody: boolean;
   /** The status of success: 204 without a body, 201 for a POST that returns one, else 200. */
   successStatus: 200 | 201 | 204;
 }
@@ -50,14 +52,7 @@ export function restBinding(method: DescMethod, rule: HttpRule): RestBinding {
   const queryFields =
     body === "message"
       ? []
-      : method.input.fields.filter(
-          (candidate) =>
-            !pathFields.includes(candidate) &&
-            candidate !== body &&
-            (candidate.fieldKind === "scalar" ||
-              candidate.fieldKind === "enum" ||
-              (candidate.fieldKind === "list" && candidate.listKind !== "message")),
-        );
+      : method.input.fields.filter((candidate) => !pathFields.includes(candidate) && candidate !== body && isPlain(candidate));
   const bodiless = method.output.typeName === "google.protobuf.Empty";
   return {
     verb,
@@ -68,8 +63,14 @@ export function restBinding(method: DescMethod, rule: HttpRule): RestBinding {
     queryFields,
     queryFieldByName: fieldsByName(queryFields),
     fieldByName: fieldsByName(method.input.fields),
+    formBody: body === "message" && method.input.fields.every(isPlain),
     successStatus: bodiless ? 204 : verb === "post" ? 201 : 200,
   };
+}
+
+/** Whether a field's value can be written as text, as in a query string or a form: a scalar, an enum, or a list of those. */
+function isPlain(field: DescField) {
+  return field.fieldKind === "scalar" || field.fieldKind === "enum" || (field.fieldKind === "list" && field.listKind !== "message");
 }
 
 function fieldsByName(fields: readonly DescField[]): Map<string, DescField> {

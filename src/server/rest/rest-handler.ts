@@ -16,9 +16,10 @@ export interface RestRequest {
   signal: AbortSignal;
 }
 
-/** A REST answer: a status and, unless 204, a JSON body; `route` is the template it matched, if any. */
+/** A REST answer: a status, headers (an error's metadata) and, unless 204, a JSON body; `route` is the template it matched, if any. */
 export interface RestResponse {
   status: number;
+  headers?: Headers;
   body?: Uint8Array;
   route?: string;
 }
@@ -37,7 +38,7 @@ export function createRestHandler(routes: readonly RestRoute[], interceptors: In
   async function answer(route: RestRoute, params: Map<DescField, string>, request: RestRequest): Promise<RestResponse> {
     const { method } = route.spec;
     try {
-      const json = requestJson(route, params, request.url.searchParams, route.body === "none" ? undefined : await readJsonBody(request));
+      const json = requestJson(route, params, request.url.searchParams, route.body === "none" ? undefined : await readBody(route, request));
       const input = parseRequest(route, json);
       const requestHeader: Record<string, string> = {};
       for (const [name, value] of Object.entries(request.headers)) {
@@ -57,8 +58,9 @@ export function createRestHandler(routes: readonly RestRoute[], interceptors: In
       if (route.successStatus === 204) return { status: 204 };
       return { status: route.successStatus, body: utf8Encoder.encode(JSON.stringify(responseToJson(method.output, output, jsonOptions))) };
     } catch (error) {
-      const { code, rawMessage } = ConnectError.from(error);
-      return detail(httpStatusFromCode(code), code === Code.Internal ? "Internal server error" : rawMessage);
+      const { code, rawMessage, metadata } = ConnectError.from(error);
+      // The metadata carries headers that belong to the answer, such as a 401's WWW-Authenticate.
+      return { ...detail(httpStatusFromCode(code), code === Code.Internal ? "Internal server error" : rawMessage), headers: metadata };
     }
   }
 
@@ -88,6 +90,19 @@ function detail(status: number, reason: string): RestResponse {
 
 // Drops a leading byte-order mark, as JSON parsers of other stacks do.
 const utf8 = new TextDecoder();
+
+/** Reads the body: JSON, or a form when the route takes one and the request says it sends one. */
+async function readBody(route: RestRoute, request: RestRequest): Promise<JsonValue | undefined> {
+  const type = request.headers["content-type"]?.split(";")[0]?.trim().toLowerCase();
+  if (!route.formBody || type !== "application/x-www-form-urlencoded") return readJsonBody(request);
+  const form = new URLSearchParams(utf8.decode(await request.body()));
+  const json: JsonObject = {};
+  for (const [name, value] of form) {
+    const field = route.fieldByName.get(name);
+    if (field) json[name] = field.fieldKind === "list" ? form.getAll(name) : queryValue(field, value);
+  }
+  return json;
+}
 
 async function readJsonBody(request: RestRequest): Promise<JsonValue | undefined> {
   const text = utf8.decode(await request.body());

@@ -18,7 +18,12 @@ const _ = grpc.SupportPackageIsVersion7
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type AuthServiceClient interface {
 	// CreateToken exchanges a client's id and secret for a signed access token.
-	// Wrong credentials or an inactive client are unauthenticated (REST: 401).
+	// Over REST it also takes the standard OAuth2 client-credentials request
+	// (RFC 6749 section 4.4): a form-encoded body with
+	// `grant_type=client_credentials`, and the credentials in the body or by
+	// HTTP Basic (section 2.3.1), which every protocol accepts. Wrong
+	// credentials or an inactive client are unauthenticated (REST: 401); missing
+	// credentials or another grant type are invalid_argument (REST: 422).
 	CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error)
 }
 
@@ -44,7 +49,12 @@ func (c *authServiceClient) CreateToken(ctx context.Context, in *CreateTokenRequ
 // for forward compatibility
 type AuthServiceServer interface {
 	// CreateToken exchanges a client's id and secret for a signed access token.
-	// Wrong credentials or an inactive client are unauthenticated (REST: 401).
+	// Over REST it also takes the standard OAuth2 client-credentials request
+	// (RFC 6749 section 4.4): a form-encoded body with
+	// `grant_type=client_credentials`, and the credentials in the body or by
+	// HTTP Basic (section 2.3.1), which every protocol accepts. Wrong
+	// credentials or an inactive client are unauthenticated (REST: 401); missing
+	// credentials or another grant type are invalid_argument (REST: 422).
 	CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error)
 	mustEmbedUnimplementedAuthServiceServer()
 }

@@ -40,7 +40,10 @@ type Subscription struct {
 	// max_delivery_attempts is how many deliveries a message gets before it is
 	// dead-lettered.
 	MaxDeliveryAttempts int32 `protobuf:"varint,4,opt,name=max_delivery_attempts,json=maxDeliveryAttempts,proto3" json:"max_delivery_attempts,omitempty"`
-	// backoff_min_seconds is the retry delay after the first failed delivery.
+	// backoff_min_seconds is the base of the retry delay: a message nacked after
+	// its n-th delivery becomes available again after
+	// min(backoff_max_seconds, backoff_min_seconds * 2^n) seconds, so twice this
+	// after the first delivery.
 	BackoffMinSeconds int32 `protobuf:"varint,5,opt,name=backoff_min_seconds,json=backoffMinSeconds,proto3" json:"backoff_min_seconds,omitempty"`
 	// backoff_max_seconds caps the retry delay, which doubles with each attempt.
 	BackoffMaxSeconds int32 `protobuf:"varint,6,opt,name=backoff_max_seconds,json=backoffMaxSeconds,proto3" json:"backoff_max_seconds,omitempty"`
@@ -984,7 +987,9 @@ type SubscriptionMetrics struct {
 	Available uint32 `protobuf:"varint,2,opt,name=available,proto3" json:"available,omitempty"`
 	// delivered counts messages locked to a consumer and not yet acked or nacked.
 	Delivered uint32 `protobuf:"varint,3,opt,name=delivered,proto3" json:"delivered,omitempty"`
-	// acked counts acknowledged messages not yet cleaned up.
+	// acked counts the acks that cleanup_acked_messages has not yet forgotten
+	// (those of about the last FASTPUBSUB_CLEANUP_ACKED_MESSAGES_OLDER_THAN_SECONDS);
+	// an acked message itself is deleted when it is acked.
 	Acked uint32 `protobuf:"varint,4,opt,name=acked,proto3" json:"acked,omitempty"`
 	// dlq counts messages in the dead-letter queue.
 	Dlq uint32 `protobuf:"varint,5,opt,name=dlq,proto3" json:"dlq,omitempty"`

@@ -4,7 +4,7 @@
  * gRPC, in the same run on the same database, and prints msg/s with the ratio
  * to the baseline (median of --runs runs).
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -15,6 +15,7 @@ import type { Driver } from "./driver.ts";
 import { createGrpcDriver } from "./grpc.ts";
 import { createRestDriver } from "./rest.ts";
 import { fanOut, latency, pipeline, type Timing } from "./scenarios.ts";
+import { ensureDatabase, startChild, startServer, stop } from "./server.ts";
 
 const { values: options } = parseArgs({
   options: {
@@ -146,14 +147,6 @@ for (const name of scenarios) {
   }
 }
 
-/** Stops a system's process and waits until it has exited. */
-async function stop(child: ChildProcess | undefined) {
-  if (!child || child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill("SIGTERM");
-  await exited;
-}
-
 /** The run whose headline figure is the median, so that all of a line's figures come from one run. */
 function medianOf(results: Record<string, number>[], metric: string) {
   const sorted = [...results].sort((a, b) => (a[metric] ?? 0) - (b[metric] ?? 0));
@@ -162,17 +155,6 @@ function medianOf(results: Record<string, number>[], metric: string) {
 
 function format(figure: number) {
   return figure >= 100 ? Math.round(figure).toLocaleString("en-US") : figure.toFixed(2);
-}
-
-async function ensureDatabase(url: string) {
-  const target = new URL(url);
-  const name = target.pathname.slice(1);
-  target.pathname = "/postgres";
-  const client = new pg.Client({ connectionString: target.toString() });
-  await client.connect();
-  const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
-  if (rowCount === 0) await client.query(`CREATE DATABASE ${client.escapeIdentifier(name)}`);
-  await client.end();
 }
 
 /**
@@ -189,39 +171,6 @@ async function vacuum(url: string) {
   // And from the same point of the WAL: right after a checkpoint, as writes after one cost more (full-page images).
   await client.query("CHECKPOINT");
   await client.end();
-}
-
-/** Starts `fastpubsub server` on the database, on a free port, and waits until it serves. */
-function startServer(url: string) {
-  // Through the bin, so that the server runs with the flags of its #! line, as `npm start` does.
-  return startChild(join(import.meta.dirname, "../cli/run.ts"), ["server"], /"url":"([^"]+)"/, {
-    FASTPUBSUB_DATABASE_URL: url,
-    FASTPUBSUB_API_HOST: "127.0.0.1",
-    FASTPUBSUB_API_PORT: "0",
-  });
-}
-
-/** Starts a program and waits until its output shows the URL it serves on. */
-async function startChild(command: string, args: string[], urlPattern: RegExp, env: Record<string, string> = {}) {
-  const child = spawn(command, args, {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  const url = await new Promise<string>((resolve, reject) => {
-    const onData = (chunk: string) => {
-      output += chunk;
-      const match = urlPattern.exec(output);
-      if (match?.[1]) {
-        // From here on its output is only drained, not read.
-        for (const stream of [child.stdout, child.stderr]) stream?.off("data", onData).resume();
-        resolve(match[1]);
-      }
-    };
-    for (const stream of [child.stdout, child.stderr]) stream?.setEncoding("utf8").on("data", onData);
-    child.once("exit", (code) => reject(new Error(`${command} exited with ${code}: ${output}`)));
-  });
-  return { url, child };
 }
 
 /** Samples the server's resident memory every 200 ms. */

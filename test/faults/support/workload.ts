@@ -155,10 +155,7 @@ export function createWorkload(options: WorkloadOptions) {
 
   return {
     ledger,
-    topicId,
     subscriptionId,
-    /** The client of the first protocol, for the test's own calls. */
-    api: client(0),
 
     /** Creates the topic and subscription (lease expiries redeliver after 1 s, never to the dead-letter queue) and starts the loops. */
     async start() {

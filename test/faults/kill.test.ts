@@ -65,7 +65,8 @@ async function getOnFourConnections(url: string) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
   const statuses = await Promise.all(
     Array.from({ length: 4 }, async () => {
-      const request = http.get(url, { agent });
+      const request = http.get(url, { agent, timeout: 5_000 });
+      request.on("timeout", () => request.destroy(new Error("no answer within 5 s")));
       const [response] = (await once(request, "response")) as [http.IncomingMessage];
       response.resume();
       return response.statusCode;

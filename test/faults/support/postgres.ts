@@ -48,6 +48,19 @@ function postgresUser(): { uid: number; gid: number } | undefined {
   return { uid: id("-u"), gid: id("-g") };
 }
 
+/** Resolves as `promise` does, or rejects once 15 s have passed without. */
+async function withDeadline<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), 15_000);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * Creates a cluster in a fresh folder under the system's temporary directory,
  * starts it on a free port of 127.0.0.1, and creates the `fastpubsub` database.
@@ -84,7 +97,7 @@ export async function createFaultPostgres(): Promise<FaultPostgres> {
       });
       child.once("exit", (code) => reject(new Error(`PostgreSQL exited with ${code} while starting:\n${output.slice(-2000)}`)));
     });
-    await ready;
+    await withDeadline(ready, "PostgreSQL to start");
   }
 
   async function stop(signal: NodeJS.Signals) {
@@ -92,7 +105,7 @@ export async function createFaultPostgres(): Promise<FaultPostgres> {
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = once(child, "exit");
     child.kill(signal);
-    await exited;
+    await withDeadline(exited, `PostgreSQL to stop after ${signal}`);
     postmaster = undefined;
   }
 

@@ -31,10 +31,13 @@ export interface Fault {
 }
 
 const retryPauseMs = 50;
+// No call should take this long, whatever the fault: one that does is reported, not waited for.
+const callOptions = { timeoutMs: 15_000 };
 
 /** How a call failed, told from the error the client threw: an answer carries the server's headers. */
 export function failureOf(error: unknown): Failure {
   const connectError = ConnectError.from(error);
+  if (connectError.code === Code.DeadlineExceeded) return `other: no answer within ${callOptions.timeoutMs} ms`;
   if (!connectError.metadata.has("content-type")) return "connection";
   if (connectError.code === Code.Unavailable) return "unavailable";
   return `other: ${Code[connectError.code]} ${connectError.rawMessage}`;
@@ -69,7 +72,7 @@ export function createWorkload(options: WorkloadOptions) {
   let left: number | undefined;
   const messagesLeft = async () => {
     const counts = await client(0)
-      .subscriptions.getSubscriptionMetrics({ subscriptionId })
+      .subscriptions.getSubscriptionMetrics({ subscriptionId }, callOptions)
       .catch(() => undefined);
     return counts && counts.available + counts.delivered + counts.dlq;
   };
@@ -87,7 +90,7 @@ export function createWorkload(options: WorkloadOptions) {
         const stamps: Stamp[] = seqs.map((seq) => ({ seq, batch, try: attempt }));
         const sentAt = performance.now();
         try {
-          await api.topics.publishMessages({ topicId, messages: stamps.map((stamp) => ({ ...stamp })) });
+          await api.topics.publishMessages({ topicId, messages: stamps.map((stamp) => ({ ...stamp })) }, callOptions);
           ledger.called("publish", sentAt);
           ledger.published(stamps, true);
           confirmedPublish();
@@ -107,7 +110,7 @@ export function createWorkload(options: WorkloadOptions) {
       const sentAt = performance.now();
       let deliveries: Delivery[];
       try {
-        const { data } = await api.subscriptions.consumeMessages({ subscriptionId, consumerId, batchSize: 50 });
+        const { data } = await api.subscriptions.consumeMessages({ subscriptionId, consumerId, batchSize: 50 }, callOptions);
         const receivedAt = performance.now();
         ledger.called("consume", sentAt);
         deliveries = data.map((message) => ({ ...(message.payload as unknown as Stamp), id: message.id, sentAt, receivedAt }));
@@ -127,7 +130,7 @@ export function createWorkload(options: WorkloadOptions) {
       while (!stopped) {
         const ackSentAt = performance.now();
         try {
-          await api.subscriptions.ackMessages({ subscriptionId, messageIds: deliveries.map((delivery) => delivery.id) });
+          await api.subscriptions.ackMessages({ subscriptionId, messageIds: deliveries.map((delivery) => delivery.id) }, callOptions);
           const confirmedAt = performance.now();
           ledger.called("ack", ackSentAt);
           for (const delivery of deliveries) ledger.ackConfirmed(delivery, confirmedAt);

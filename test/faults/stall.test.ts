@@ -84,6 +84,9 @@ describe("PostgreSQL stalled by a lock on the hot table", () => {
     expect(stalled.filter((call) => call.failure !== undefined && call.failure !== "unavailable")).toEqual([]);
     // No call waits out the stall: each one ends within the statement timeout (+ slack).
     const slowest = Math.max(...workload.ledger.calls.map((call) => call.endedAt - call.sentAt));
+    console.log(
+      `faults | hot table locked | slowest call ${(slowest / 1000).toFixed(2)} s (statement timeout ${statementTimeoutMs / 1000} s)`,
+    );
     expect(slowest).toBeLessThan(statementTimeoutMs + slackMs);
     // A publish that timed out was rolled back: its retry made no double.
     expect(summary.duplicatesFromUnconfirmed).toBe(0);
@@ -150,6 +153,11 @@ describe("PostgreSQL stalled by a lock on the hot table", () => {
     for (const call of queued) expect(call.endedAt - call.sentAt).toBeGreaterThan(poolTimeoutMs - 100);
     // No call waits longer than a connection and a statement may take.
     const slowest = Math.max(...workload.ledger.calls.map((call) => call.endedAt - call.sentAt));
+    const waits = queued.map((call) => call.endedAt - call.sentAt);
+    console.log(
+      `faults | pool exhausted | ${queued.length} calls failed after waiting ${(Math.min(...waits) / 1000).toFixed(2)}–${(Math.max(...waits) / 1000).toFixed(2)} s ` +
+        `for a connection (pool timeout ${poolTimeoutMs / 1000} s); slowest call ${(slowest / 1000).toFixed(2)} s`,
+    );
     expect(slowest).toBeLessThan(poolTimeoutMs + statementTimeoutMs + slackMs);
     // A failed publish of a batch left none of it.
     expect(summary.duplicatesFromUnconfirmed).toBe(0);

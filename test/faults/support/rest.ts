@@ -34,6 +34,8 @@ export function sendRest(
     const request = http.request(new URL(path, base), {
       agent,
       method,
+      // No request should take this long, whatever the fault: one that does is reported, not waited for.
+      timeout: 15_000,
       headers: payload === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(payload) },
     });
     request.once("finish", () => {
@@ -48,6 +50,7 @@ export function sendRest(
       response.once("end", () => end({ status: response.statusCode, text }));
       response.once("error", (error: NodeJS.ErrnoException) => end({ error: error.code ?? error.message }));
     });
+    request.once("timeout", () => request.destroy(Object.assign(new Error("no answer within 15 s"), { code: "TIMEOUT" })));
     request.once("error", (error: NodeJS.ErrnoException) => end({ error: error.code ?? error.message }));
     request.end(payload);
   });

@@ -16,6 +16,7 @@ import type { Logger } from "../logger.ts";
 import { createDocsHandler } from "./docs.ts";
 import { liveness, readiness } from "./health.ts";
 import type { Metrics } from "./metrics.ts";
+import { requestGate } from "./request-gate.ts";
 import { createRestHandler } from "./rest/rest-handler.ts";
 import { restRoutesFromMethods } from "./rest/routes.ts";
 
@@ -52,7 +53,7 @@ export interface HandlerOptions {
  */
 export function createRequestHandler(options: HandlerOptions) {
   const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true };
-  const router = createConnectRouter({ interceptors: options.interceptors, readMaxBytes: options.readMaxBytes, jsonOptions });
+  const router = createConnectRouter({ interceptors: options.interceptors, readMaxBytes: options.readMaxBytes, jsonOptions, requestGate });
   // The REST transcoder calls the implementations directly, through the same interceptors.
   const methods: MethodImplSpec[] = [];
   options.routes({
@@ -74,6 +75,9 @@ export function createRequestHandler(options: HandlerOptions) {
     if (rpc) {
       taken.route = url.pathname;
       const response = await rpc(universalRequestFromNodeRequest(req, res, undefined, undefined));
+      // A handler that refuses a message larger than readMaxBytes stops reading the body;
+      // on HTTP/1.1 the rest would be taken for the next request, which then waits forever.
+      if (!req.complete && req.httpVersionMajor === 1) res.setHeader("connection", "close");
       await universalResponseToNodeResponse(response, res);
       return;
     }

@@ -1,7 +1,9 @@
+import http2 from "node:http2";
 import { fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import pg from "pg";
+import { Client } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { maxJsonDepth } from "../../src/server/interceptors/unstorable-values.ts";
 import { databaseChecksum } from "../support/db.ts";
@@ -236,5 +238,80 @@ describe("REST bodies of the wrong JSON type", () => {
   it("are refused where a whole request belongs", async () => {
     await expect422("/topics", "null", "request body must be a JSON object");
     await expect422("/subscriptions", `[{"id":"x","topic_id":"${topicId}"}]`, "request body must be a JSON object");
+  });
+});
+
+describe("a body that is not protobuf binary", () => {
+  const garbage = new Uint8Array([0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+  const frame = (message: Uint8Array) => new Uint8Array([0, 0, 0, 0, message.length, ...message]);
+  const path = "/fastpubsub.v1.TopicService/PublishMessages";
+
+  it.each([{}, { "connect-timeout-ms": "0" }])("is invalid_argument over Connect, not internal (%j)", async (headers) => {
+    const before = await databaseChecksum(db);
+    const answer = await fetch(new URL(path, server.url), {
+      method: "POST",
+      headers: { "content-type": "application/proto", ...headers },
+      body: garbage,
+    });
+    const { code } = (await answer.json()) as { code: string };
+    // A deadline of 0 may run out before the body is read.
+    expect(code).toMatch(Object.keys(headers).length === 0 ? /^invalid_argument$/ : /^(invalid_argument|deadline_exceeded)$/);
+    expect(await databaseChecksum(db)).toEqual(before);
+  });
+
+  it("is invalid_argument over gRPC-Web", async () => {
+    const answer = await fetch(new URL(path, server.url), {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto" },
+      body: frame(garbage),
+    });
+    const text = new TextDecoder().decode(await answer.arrayBuffer());
+    expect(answer.headers.get("grpc-status") ?? /grpc-status:\s*(\d+)/.exec(text)?.[1]).toBe("3");
+  });
+
+  it("is invalid_argument over gRPC", async () => {
+    const session = http2.connect(server.url);
+    try {
+      const status = await new Promise<string | undefined>((resolve, reject) => {
+        const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers" });
+        let found: string | undefined;
+        stream.on("response", (headers) => {
+          found = headers["grpc-status"] as string | undefined;
+        });
+        stream.on("trailers", (trailers) => {
+          found = trailers["grpc-status"] as string | undefined;
+        });
+        stream.on("close", () => resolve(found));
+        stream.on("error", reject);
+        stream.resume();
+        stream.end(frame(garbage));
+      });
+      expect(status).toBe("3");
+    } finally {
+      session.close();
+    }
+  });
+});
+
+describe("a gRPC-Web message larger than the server reads", () => {
+  it("is refused, and the connection it came on does not hang the next request", async () => {
+    const client = new Client(server.url, { pipelining: 1 });
+    try {
+      const size = 16 * 1024 * 1024 + 1;
+      const body = new Uint8Array(5 + size);
+      new DataView(body.buffer).setUint32(1, size);
+      const refused = await client.request({
+        path: "/fastpubsub.v1.TopicService/PublishMessages",
+        method: "POST",
+        headers: { "content-type": "application/grpc-web+proto" },
+        body,
+      });
+      const text = await refused.body.text();
+      expect(refused.headers["grpc-status"] ?? /grpc-status:\s*(\d+)/.exec(text)?.[1]).toBe("8");
+      const next = await client.request({ path: "/liveness", method: "GET", headersTimeout: 5_000 });
+      expect({ status: next.statusCode, body: await next.body.json() }).toEqual({ status: 200, body: { status: "alive" } });
+    } finally {
+      await client.close();
+    }
   });
 });

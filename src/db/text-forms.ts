@@ -13,7 +13,8 @@ const unreadableEscape = /\\u(?:0000|d[89a-f])/;
  * PostgreSQL reads the payloads themselves.
  */
 export function textFormsOf(payloads: readonly JsonObject[], text: string): string | null {
-  if (!unreadableEscape.test(text)) return null;
+  // includes() first: it is several times faster than the expression on the usual text, which has no escape.
+  if (!text.includes("\\u") || !unreadableEscape.test(text)) return null;
   return JSON.stringify(payloads.map(textForms));
 }
 

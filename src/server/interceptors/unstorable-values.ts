@@ -137,7 +137,9 @@ function nestsTooDeep(value: JsonValue, depth: number): boolean {
   if (typeof value !== "object" || value === null) return false;
   if (depth > maxJsonDepth) return true;
   for (const key in value) {
-    if (nestsTooDeep((value as Record<string, JsonValue>)[key] as JsonValue, depth + 1)) return true;
+    // Checked here rather than by the call, which most values (scalars) would make for nothing.
+    const item = (value as Record<string, JsonValue>)[key] as JsonValue;
+    if (typeof item === "object" && item !== null && nestsTooDeep(item, depth + 1)) return true;
   }
   return false;
 }

@@ -75,9 +75,7 @@ export function createRequestHandler(options: HandlerOptions) {
     if (rpc) {
       taken.route = url.pathname;
       const response = await rpc(universalRequestFromNodeRequest(req, res, undefined, undefined));
-      // A handler that refuses a message larger than readMaxBytes stops reading the body;
-      // on HTTP/1.1 the rest would be taken for the next request, which then waits forever.
-      if (!req.complete && req.httpVersionMajor === 1) res.setHeader("connection", "close");
+      closeIfUnread(req, res);
       await universalResponseToNodeResponse(response, res);
       return;
     }
@@ -106,6 +104,7 @@ export function createRequestHandler(options: HandlerOptions) {
       signal: abort.signal,
     });
     taken.route = response.route ?? "unmatched";
+    closeIfUnread(req, res);
     send(res, response.status, response.body);
   }
 
@@ -144,6 +143,15 @@ export function createRequestHandler(options: HandlerOptions) {
       else res.destroy();
     });
   };
+}
+
+/**
+ * Makes the answer close an HTTP/1.1 connection whose request body was not read
+ * to its end, as when it is larger than readMaxBytes: the rest would be taken
+ * for the next request on the connection, which would then wait forever.
+ */
+function closeIfUnread(req: NodeRequest, res: NodeResponse) {
+  if (!req.complete && req.httpVersionMajor === 1) res.setHeader("connection", "close");
 }
 
 function sendJson(res: NodeResponse, answer: { status: number; body: unknown }) {

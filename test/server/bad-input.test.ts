@@ -1,5 +1,5 @@
 import http2 from "node:http2";
-import { fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { create, fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import pg from "pg";
@@ -196,6 +196,64 @@ describe.each(protocols)("JSON nested too deeply, over %s", (protocol) => {
   });
 });
 
+describe.each(["connect-binary", "grpc", "grpc-web"] as const)("numbers that are not finite, over %s", (protocol) => {
+  let api: Api;
+  let topicId: string;
+  beforeAll(async () => {
+    api = createApi(protocol, server.url);
+    topicId = uniqueId("nan");
+    await api.topics.createTopic({ id: topicId });
+  });
+
+  it.each([Number.NaN, Number.POSITIVE_INFINITY])("are refused in a filter (%s), and no subscription is made", async (value) => {
+    // JSON cannot write such a number: the filter {"a": [1, value]} is built as a message.
+    const number = (n: number) => ({ kind: { case: "numberValue" as const, value: n } });
+    const list = { kind: { case: "listValue" as const, value: { values: [number(1), number(value)] } } };
+    const filter = create(ValueSchema, { kind: { case: "structValue", value: { fields: { a: list } } } });
+    await expectRefused(
+      () => api.subscriptions.createSubscription({ id: uniqueId("nan-filter"), topicId, filter }),
+      'filter["a"][1] must be a finite number',
+    );
+  });
+
+  it.each([Number.NaN, Number.NEGATIVE_INFINITY])("are refused in a payload (%s), and nothing is published", async (value) => {
+    await expectRefused(
+      () => api.topics.publishMessages({ topicId, messages: [{ a: 1 }, { b: [value] }] }),
+      "messages[1] must hold finite numbers only",
+    );
+  });
+});
+
+describe.each(jsonProtocols)("a JSON number too large for a double, over %s", (protocol) => {
+  it("is refused in a payload and in a filter, where it would have become null or a 500", async () => {
+    const api = createApi(protocol, server.url);
+    const topicId = uniqueId("overflow");
+    await api.topics.createTopic({ id: topicId });
+    const publish =
+      protocol === "rest"
+        ? () => send(server.url, "POST", `/topics/${topicId}/messages`, '[{"a":1e400}]')
+        : () =>
+            send(server.url, "POST", "/fastpubsub.v1.TopicService/PublishMessages", `{"topic_id":"${topicId}","messages":[{"a":1e400}]}`);
+    const subscribe = () =>
+      send(
+        server.url,
+        "POST",
+        protocol === "rest" ? "/subscriptions" : "/fastpubsub.v1.SubscriptionService/CreateSubscription",
+        `{"id":"${uniqueId("overflow")}","topic_id":"${topicId}","filter":{"a":[-1e400]}}`,
+      );
+    for (const [call, reason] of [
+      [publish, "messages[0] must hold finite numbers only"],
+      [subscribe, 'filter["a"][0] must be a finite number'],
+    ] as const) {
+      const before = await databaseChecksum(db);
+      const answer = await call();
+      const body = JSON.parse(answer.text) as { detail?: string; message?: string };
+      expect({ status: answer.status, reason: body.detail ?? body.message }).toEqual({ status: protocol === "rest" ? 422 : 400, reason });
+      expect(await databaseChecksum(db)).toEqual(before);
+    }
+  });
+});
+
 describe("REST bodies of the wrong JSON type", () => {
   let topicId: string;
   let subscriptionId: string;
@@ -293,21 +351,60 @@ describe("a body that is not protobuf binary", () => {
   });
 });
 
-describe("a gRPC-Web message larger than the server reads", () => {
-  it("is refused, and the connection it came on does not hang the next request", async () => {
+describe("a JSON body that is not JSON, whose error quotes it cut inside a surrogate pair", () => {
+  // V8's JSON.parse quotes the start of the text: 38 UTF-16 units, the last one half of "𾱨".
+  const text = `\n(${"󃴵󺸆񁓽򍞺񰱹𾱨򏪞񷳈񾀢𡏾"}`;
+  const message = new TextEncoder().encode(text);
+  const frame = new Uint8Array([0, 0, 0, 0, message.length, ...message]);
+  const path = "/fastpubsub.v1.TopicService/GetTopic";
+
+  it("is invalid_argument over gRPC-Web, not a 500", async () => {
+    const answer = await fetch(new URL(path, server.url), {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+json" },
+      body: frame,
+    });
+    const body = new TextDecoder().decode(await answer.arrayBuffer());
+    expect({ status: answer.status, grpcStatus: /grpc-status:\s*(\d+)/.exec(body)?.[1] }).toEqual({ status: 200, grpcStatus: "3" });
+  });
+
+  it("is invalid_argument over gRPC, not a 500", async () => {
+    const session = http2.connect(server.url);
+    try {
+      const answer = await new Promise<{ status?: number; grpcStatus?: string }>((resolve, reject) => {
+        const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc+json", te: "trailers" });
+        const found: { status?: number; grpcStatus?: string } = {};
+        stream.on("response", (headers) => {
+          found.status = headers[":status"];
+        });
+        stream.on("trailers", (trailers) => {
+          found.grpcStatus = trailers["grpc-status"] as string | undefined;
+        });
+        stream.on("close", () => resolve(found));
+        stream.on("error", reject);
+        stream.resume();
+        stream.end(frame);
+      });
+      expect(answer).toEqual({ status: 200, grpcStatus: "3" });
+    } finally {
+      session.close();
+    }
+  });
+});
+
+describe("a body larger than the server reads", () => {
+  const size = 20 * 1024 * 1024;
+  it.each([
+    ["REST", "/topics/t/messages", "application/json", new Uint8Array(size).fill(0x20), "413"],
+    ["Connect", "/fastpubsub.v1.TopicService/PublishMessages", "application/json", new Uint8Array(size).fill(0x20), "429"],
+    ["gRPC-Web", "/fastpubsub.v1.TopicService/PublishMessages", "application/grpc-web+proto", gRpcWebFrameOfSize(size), "200 8"],
+  ])("is refused over %s, and the connection it came on does not hang the next request", async (_, path, contentType, body, refusal) => {
     const client = new Client(server.url, { pipelining: 1 });
     try {
-      const size = 16 * 1024 * 1024 + 1;
-      const body = new Uint8Array(5 + size);
-      new DataView(body.buffer).setUint32(1, size);
-      const refused = await client.request({
-        path: "/fastpubsub.v1.TopicService/PublishMessages",
-        method: "POST",
-        headers: { "content-type": "application/grpc-web+proto" },
-        body,
-      });
+      const refused = await client.request({ path, method: "POST", headers: { "content-type": contentType }, body });
       const text = await refused.body.text();
-      expect(refused.headers["grpc-status"] ?? /grpc-status:\s*(\d+)/.exec(text)?.[1]).toBe("8");
+      const grpcStatus = refused.headers["grpc-status"] ?? /grpc-status:\s*(\d+)/.exec(text)?.[1];
+      expect([refused.statusCode, grpcStatus].filter(Boolean).join(" ")).toBe(refusal);
       const next = await client.request({ path: "/liveness", method: "GET", headersTimeout: 5_000 });
       expect({ status: next.statusCode, body: await next.body.json() }).toEqual({ status: 200, body: { status: "alive" } });
     } finally {
@@ -315,3 +412,10 @@ describe("a gRPC-Web message larger than the server reads", () => {
     }
   });
 });
+
+/** A gRPC-Web frame that says it holds `size` bytes, and does. */
+function gRpcWebFrameOfSize(size: number) {
+  const frame = new Uint8Array(5 + size);
+  new DataView(frame.buffer).setUint32(1, size);
+  return frame;
+}

@@ -22,7 +22,8 @@ const jsonTextFields = new Set<DescField>([PublishMessagesRequestSchema.field.me
  * Finds the first value of a request message, at any depth, that the service
  * cannot store as given: a string PostgreSQL cannot keep (map keys and the
  * keys and strings of google.protobuf.Value and Struct fields included), or a
- * JSON value nested deeper than maxJsonDepth. Says where it is and why.
+ * JSON value nested deeper than maxJsonDepth or holding a number that is not
+ * finite. Says where it is and why.
  */
 export function findUnstorableValue(desc: DescMessage, message: Message): Found {
   return inMessage(desc, message, "");
@@ -33,7 +34,10 @@ function inText(text: string, path: string): Found {
   return character && `${path} must not contain ${character}`;
 }
 
-const tooDeep = (path: string) => `${path} must not nest more than ${maxJsonDepth} levels of arrays and objects`;
+const tooDeep = (path: string) => `${path} ${nestedTooDeep}`;
+const nestedTooDeep = `must not nest more than ${maxJsonDepth} levels of arrays and objects`;
+// JSON has no NaN or infinity (1e400 parses as one): a payload would keep null instead, and a filter could not be stored.
+const notFinite = "must hold finite numbers only";
 const keyPath = (path: string, key: string) => `${path} key ${JSON.stringify(key)}`;
 const memberPath = (path: string, key: string) => `${path}[${JSON.stringify(key)}]`;
 
@@ -51,7 +55,8 @@ function inMessage(desc: DescMessage, message: Message, prefix: string): Found {
 function inField(field: DescField, value: unknown, path: string): Found {
   if (jsonTextFields.has(field)) {
     for (const [index, item] of (value as JsonValue[]).entries()) {
-      if (nestsTooDeep(item, 1)) return tooDeep(`${path}[${index}]`);
+      const found = inPayload(item, 1);
+      if (found) return `${path}[${index}] ${found}`;
     }
     return undefined;
   }
@@ -97,6 +102,8 @@ function inValue(value: Value, path: string, depth: number): Found {
   switch (kind.case) {
     case "stringValue":
       return inText(kind.value, path);
+    case "numberValue":
+      return Number.isFinite(kind.value) ? undefined : `${path} must be a finite number`;
     case "structValue":
       for (const [key, item] of Object.entries(kind.value.fields)) {
         const found = inText(key, keyPath(path, key)) ?? inValue(item, memberPath(path, key), depth + 1);
@@ -116,6 +123,7 @@ function inValue(value: Value, path: string, depth: number): Found {
 
 function inJson(value: JsonValue, path: string, depth: number): Found {
   if (typeof value === "string") return inText(value, path);
+  if (typeof value === "number") return Number.isFinite(value) ? undefined : `${path} must be a finite number`;
   if (typeof value !== "object" || value === null) return undefined;
   if (depth > maxJsonDepth) return tooDeep(path);
   if (Array.isArray(value)) {
@@ -132,14 +140,19 @@ function inJson(value: JsonValue, path: string, depth: number): Found {
   return undefined;
 }
 
-/** Whether a payload nests deeper than maxJsonDepth; its strings are not read, as json text keeps them all. */
-function nestsTooDeep(value: JsonValue, depth: number): boolean {
-  if (typeof value !== "object" || value === null) return false;
-  if (depth > maxJsonDepth) return true;
-  for (const key in value) {
-    // Checked here rather than by the call, which most values (scalars) would make for nothing.
+/**
+ * Why a payload cannot be kept (nested deeper than maxJsonDepth, or a number
+ * that is not finite), or undefined; its strings are not read, as json text
+ * keeps them all.
+ */
+function inPayload(value: JsonValue, depth: number): Found {
+  if (depth > maxJsonDepth) return nestedTooDeep;
+  for (const key in value as object) {
     const item = (value as Record<string, JsonValue>)[key] as JsonValue;
-    if (typeof item === "object" && item !== null && nestsTooDeep(item, depth + 1)) return true;
+    // Checked here rather than by a call, which most values (scalars) would make for nothing.
+    if (typeof item === "number" && !Number.isFinite(item)) return notFinite;
+    const found = typeof item === "object" && item !== null ? inPayload(item, depth + 1) : undefined;
+    if (found) return found;
   }
-  return false;
+  return undefined;
 }

@@ -17,6 +17,7 @@ import {
   fuzzProtocols,
   type HttpRequest,
   Nested,
+  Overflow,
   Pooled,
   type Pools,
   requestOf,
@@ -284,7 +285,7 @@ const plain: Case = {
   bom: false,
 };
 
-/** Cases that found defects, run first on every run; fast-check found the last three. */
+/** Cases that found defects, run first on every run; fast-check found the last six. */
 const regressions: Case[] = [
   // U+0000 in a path id reached PostgreSQL: 500.
   { ...plain, message: { id: "a\0" } },
@@ -294,10 +295,32 @@ const regressions: Case[] = [
   { ...plain, rpc: "TopicService.PublishMessages", message: { topic_id: new Pooled("topic", 0), messages: [{ a: new Nested(10_000) }] } },
   // A body that is not protobuf binary was internal (500), past a deadline too.
   { ...plain, protocol: "connect-binary", rpc: "ClientService.ListClients", body: { kind: "text", text: "툑组놵힬鮉䴥ꨠ" }, timeout: "0" },
-  // A gRPC-Web message over readMaxBytes left the rest of its body on the connection,
-  // where the next request (the case after it) waited forever.
+  // A gRPC-Web message, and a REST body, over readMaxBytes left the rest of their body on
+  // the connection, where the next request (the case after each) waited forever.
   { ...plain, protocol: "grpc-web", rpc: "TopicService.PublishMessages", body: { kind: "oversize" } },
   { ...plain, protocol: "connect-binary", rpc: "SubscriptionService.ListSubscriptions", message: { offset: 1, limit: 99 } },
+  {
+    ...plain,
+    rpc: "SubscriptionService.AckMessages",
+    message: { subscription_id: new Pooled("subscription", 2) },
+    body: { kind: "oversize" },
+  },
+  {
+    ...plain,
+    protocol: "connect-binary",
+    rpc: "SubscriptionService.ConsumeMessages",
+    message: { subscription_id: new Pooled("subscription", 0), consumer_id: "w1" },
+  },
+  // Binary under a JSON content type: JSON.parse's message quoted it cut inside a surrogate
+  // pair, which gRPC-Web could not percent-encode in grpc-message: 500.
+  { ...plain, protocol: "grpc-web", message: { id: "󃴵󺸆񁓽򍞺񰱹𾱨򏪞񷳈񾀢𡏾" }, contentType: "application/grpc-web+json" },
+  // A filter with a number JSON.parse reads as infinity was a 500; in a payload it became null.
+  {
+    ...plain,
+    protocol: "connect-binary",
+    rpc: "SubscriptionService.CreateSubscription",
+    message: { id: "fz-infinite", topic_id: new Pooled("topic", 0), filter: { a: [new Overflow(false)] } },
+  },
 ];
 
 describe("any request, over every protocol, with and without authentication", () => {

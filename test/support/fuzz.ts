@@ -64,8 +64,19 @@ export class Long {
   }
 }
 
-/** A JSON-like value of a case: JSON, with pooled texts, long texts and deep nests in it. */
-export type Fuzzed = JsonValue | Pooled | Long | Nested | Fuzzed[] | { [key: string]: Fuzzed };
+/** A JSON number too large for a double (`1e400`), which JSON.parse reads as an infinity and protobuf binary can carry. */
+export class Overflow {
+  readonly negative: boolean;
+  constructor(negative: boolean) {
+    this.negative = negative;
+  }
+  toString() {
+    return this.negative ? "-1e400" : "1e400";
+  }
+}
+
+/** A JSON-like value of a case: JSON, with pooled texts, long texts, deep nests and overflowing numbers in it. */
+export type Fuzzed = JsonValue | Pooled | Long | Nested | Overflow | Fuzzed[] | { [key: string]: Fuzzed };
 
 /** The ids the seeded data offers, by kind. */
 export type Pools = Record<PoolName, readonly string[]>;
@@ -139,11 +150,14 @@ export const textArb: fc.Arbitrary<Fuzzed> = fc.oneof(
 
 const plainTextArb = fc.oneof(fc.constantFrom(...trickyTexts), fc.string({ unit: utf16Unit, maxLength: 12 }), fc.string({ maxLength: 12 }));
 
+const overflowArb = fc.boolean().map((negative) => new Overflow(negative));
+
 const numberArb: fc.Arbitrary<Fuzzed> = fc.oneof(
   { weight: 4, arbitrary: fc.constantFrom(0, 1, -1, 2, 5, 10, 60, 99, 100, 101, 1000, 1001, 86_400, 2 ** 31 - 1, 2 ** 31, -(2 ** 31) - 1) },
   { weight: 2, arbitrary: fc.integer() },
   { weight: 1, arbitrary: fc.double() },
   { weight: 1, arbitrary: fc.constantFrom(2 ** 53 + 2, 1e300, -0, 0.5) },
+  { weight: 1, arbitrary: overflowArb },
   { weight: 1, arbitrary: fc.constantFrom("5", "-1", "abc", "", "0x10", "1e3", "NaN", "Infinity", " 7", "7 ", "99999999999999999999") },
 );
 
@@ -158,7 +172,14 @@ const keyArb = fc.oneof(
   { weight: 1, arbitrary: fc.string({ unit: utf16Unit, maxLength: 6 }) },
 );
 
-const scalarJsonArb: fc.Arbitrary<Fuzzed> = fc.oneof(plainTextArb, fc.double(), fc.integer(), fc.boolean(), fc.constant(null));
+const scalarJsonArb: fc.Arbitrary<Fuzzed> = fc.oneof(
+  { weight: 3, arbitrary: plainTextArb },
+  { weight: 1, arbitrary: fc.double() },
+  { weight: 1, arbitrary: fc.integer() },
+  { weight: 1, arbitrary: fc.boolean() },
+  { weight: 1, arbitrary: fc.constant(null) },
+  { weight: 1, arbitrary: overflowArb },
+);
 
 /** Any JSON value, strings of any UTF-16 code units included. */
 export const jsonArb: fc.Arbitrary<Fuzzed> = fc.letrec<{ value: Fuzzed; array: Fuzzed[]; object: Record<string, Fuzzed> }>((tie) => ({
@@ -271,28 +292,51 @@ function validArb(field: DescField): fc.Arbitrary<Fuzzed> {
   }
 }
 
-function fieldArb(field: DescField, depth: number): fc.Arbitrary<Fuzzed> {
-  const item = fc.oneof({ weight: 3, arbitrary: validArb(field) }, { weight: 2, arbitrary: singleArb(field, depth) });
-  if (field.fieldKind === "list") {
-    return fc.oneof(
-      { weight: 8, arbitrary: fc.array(item, { maxLength: 5 }) },
-      { weight: 1, arbitrary: item.map((one) => Array.from({ length: 1001 }, () => one)) },
-      { weight: 1, arbitrary: wrongArb },
-    );
-  }
-  if (field.fieldKind === "map") return fc.oneof(fc.dictionary(keyArb, item, { maxKeys: 3 }), wrongArb);
-  return fc.oneof({ weight: 12, arbitrary: item }, { weight: 1, arbitrary: wrongArb });
+/** A value for a whole field, list and map fields included, from `item` for each element. */
+function fieldArb(field: DescField, item: fc.Arbitrary<Fuzzed>, wrong: boolean): fc.Arbitrary<Fuzzed> {
+  const whole =
+    field.fieldKind === "list"
+      ? fc.oneof(
+          { weight: 8, arbitrary: fc.array(item, { maxLength: 5 }) },
+          { weight: wrong ? 1 : 0, arbitrary: item.map((one) => Array.from({ length: 1001 }, () => one)) },
+        )
+      : field.fieldKind === "map"
+        ? fc.dictionary(keyArb, item, { maxKeys: 3 })
+        : item;
+  return wrong ? fc.oneof({ weight: 6, arbitrary: whole }, { weight: 1, arbitrary: wrongArb }) : whole;
 }
 
-/** A request message as proto JSON: each field present or not, by its proto or JSON name, and now and then a field no RPC has. */
+/**
+ * A request message as proto JSON, by its fields' proto or JSON names: one a
+ * well-behaved client would send (naming seeded data), or such a message with
+ * one field set to something adversarial (so that the fault is found past
+ * every check before it), or one with adversarial values anywhere; and now and
+ * then a field no RPC has.
+ */
 export function messageArb(desc: DescMessage, depth = 0): fc.Arbitrary<Record<string, Fuzzed>> {
-  const fields = desc.fields.map((field) =>
-    fc.option(fc.tuple(fc.constantFrom(field.name, field.name, field.jsonName), fieldArb(field, depth)), { freq: 6, nil: undefined }),
+  const valid = desc.fields.map((field) => fieldArb(field, validArb(field), false));
+  const adversarial = desc.fields.map((field) => fieldArb(field, singleArb(field, depth), true));
+  const mixed = valid.map((value, index) =>
+    fc.oneof({ weight: 3, arbitrary: value }, { weight: 2, arbitrary: adversarial[index] ?? value }),
   );
-  const unknown = rareArb(fc.tuple(keyArb, jsonArb));
-  return fc.tuple(unknown, ...fields).map((entries) => {
+  const present = (values: fc.Arbitrary<Fuzzed>[]) => values.map((value) => fc.option(value, { freq: 6, nil: undefined }));
+  const oneFault = fc
+    .tuple(fc.tuple(...present(valid)), fc.nat(Math.max(0, desc.fields.length - 1)))
+    .chain(([values, index]) =>
+      (adversarial[index] ?? fc.constant(undefined)).map((fault) => values.map((value, at) => (at === index ? fault : value))),
+    );
+  const values = fc.oneof(
+    { weight: 3, arbitrary: fc.tuple(...present(valid)) },
+    { weight: 4, arbitrary: oneFault },
+    { weight: 2, arbitrary: fc.tuple(...present(mixed)) },
+  );
+  const names = fc.tuple(...desc.fields.map((field) => fc.constantFrom(field.name, field.name, field.jsonName)));
+  return fc.tuple(values, names, rareArb(fc.tuple(keyArb, jsonArb))).map(([fieldValues, fieldNames, unknown]) => {
     const message: Record<string, Fuzzed> = {};
-    for (const entry of entries) if (entry) Object.defineProperty(message, entry[0], { value: entry[1], enumerable: true, writable: true });
+    const entries = fieldValues.map((value, index) => [fieldNames[index], value] as const);
+    for (const [name, value] of unknown ? [unknown, ...entries] : entries) {
+      if (name !== undefined && value !== undefined) Object.defineProperty(message, name, { value, enumerable: true, writable: true });
+    }
     return message;
   });
 }
@@ -424,7 +468,7 @@ export function resolve(value: Fuzzed, pools: Pools): Fuzzed {
     return (pool.length === 0 ? "" : (pool[value.index % pool.length] ?? "")) + value.suffix;
   }
   if (value instanceof Long) return "x".repeat(value.length);
-  if (value instanceof Nested || value === null || typeof value !== "object") return value;
+  if (value instanceof Nested || value instanceof Overflow || value === null || typeof value !== "object") return value;
   if (Array.isArray(value)) return value.map((item) => resolve(item, pools));
   return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, resolve(item, pools)]));
 }
@@ -432,6 +476,7 @@ export function resolve(value: Fuzzed, pools: Pools): Fuzzed {
 /** Writes a resolved value as JSON text, deep nests included. */
 export function jsonText(value: Fuzzed): string {
   if (value instanceof Nested) return "[".repeat(value.depth) + "]".repeat(value.depth);
+  if (value instanceof Overflow) return String(value);
   if (value instanceof Pooled || value instanceof Long) throw new Error(`unresolved ${value}`);
   if (Array.isArray(value)) return `[${value.map(jsonText).join(",")}]`;
   if (value !== null && typeof value === "object") {
@@ -512,8 +557,8 @@ function grpcWebFrame(message: Uint8Array, compressed: boolean, damage: Damage):
   return frame;
 }
 
-/** The largest body the server reads, plus one byte. */
-const oversize = 16 * 1024 * 1024 + 1;
+/** A body well over the 16 MiB the server reads, so that some of it is still unread when it answers. */
+const oversize = 20 * 1024 * 1024;
 
 /** Writes a case as the HTTP request it stands for; `tokens` are the bearer tokens of the auth server. */
 export function requestOf(fuzzCase: Case, pools: Pools, tokens: Partial<Record<TokenKind, string>>): HttpRequest {
@@ -631,10 +676,12 @@ export function verdictOf(fuzzCase: Case, request: HttpRequest, status: number, 
   const method = methodOf(fuzzCase);
   const protocol = fuzzCase.protocol === "rest" && !restBindingOf(method) ? "connect-json" : fuzzCase.protocol;
   const text = new TextDecoder().decode(body);
-  // A deadline the client set itself, and a compression the server does not speak, are the client's doing.
-  const excused = (code: string) =>
-    (code === "deadline_exceeded" && (request.headers["connect-timeout-ms"] ?? request.headers["grpc-timeout"]) !== undefined) ||
-    (code === "unimplemented" && (request.headers["content-encoding"] ?? request.headers["grpc-encoding"]) !== undefined);
+  // Every RPC is implemented: connect-es answers unimplemented to a compression it does not
+  // speak and to a unary call without exactly one message, both the client's doing.
+  const clientsFault = (code: string) => code === "unimplemented";
+  // A deadline the client set itself ran out: whether the call ran is unknown.
+  const ownDeadline = (code: string) =>
+    code === "deadline_exceeded" && (request.headers["connect-timeout-ms"] ?? request.headers["grpc-timeout"]) !== undefined;
   if (protocol === "rest") {
     const verdict: Verdict = { label: String(status), serverError: status >= 500, refused: status >= 400 && status < 500 };
     // Node's HTTP parser answers 431 (request line and headers over 16 KiB) itself, without a body.
@@ -652,14 +699,14 @@ export function verdictOf(fuzzCase: Case, request: HttpRequest, status: number, 
     if (status !== 200) return { label, serverError: status >= 500, refused: status >= 400 && status < 500 };
     if (Number.isNaN(code)) return { label, serverError: true, refused: false, malformed: "gRPC-Web answer without grpc-status" };
     const name = grpcCodeNames[code] ?? "unknown";
-    const serverError = serverCodes.has(code) || (["deadline_exceeded", "unimplemented"].includes(name) && !excused(name));
+    const serverError = serverCodes.has(code) || (name === "deadline_exceeded" && !ownDeadline(name));
     return { label, serverError, refused: code !== 0 && !serverError && name !== "deadline_exceeded" && name !== "canceled" };
   }
   if (status === 200) return { label: "200", serverError: false, refused: false };
   const json = parseJson(text) as { code?: unknown } | undefined;
   const code = typeof json?.code === "string" ? json.code : "none";
-  const serverError = connectServerCodes.has(code) || (status >= 500 && !excused(code));
-  return { label: `${status} ${code}`, serverError, refused: status >= 400 && status < 500 };
+  const serverError = connectServerCodes.has(code) || (status >= 500 && !clientsFault(code) && !ownDeadline(code));
+  return { label: `${status} ${code}`, serverError, refused: (status >= 400 && status < 500) || clientsFault(code) };
 }
 
 const grpcCodeNames = [

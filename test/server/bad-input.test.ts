@@ -177,6 +177,22 @@ describe.each(jsonProtocols)("payloads with escapes PostgreSQL's text has no cha
         : await send(server.url, "POST", "/fastpubsub.v1.SubscriptionService/ConsumeMessages", { subscription_id: id, consumer_id: "w" });
     expect(consumed.text).toContain(`"payload":${payload}`);
   });
+
+  it("pass filters on their readable values, and a value with a lone surrogate equals none", async () => {
+    const id = uniqueId("escapes-filtered");
+    const api = createApi(protocol, server.url);
+    await api.topics.createTopic({ id });
+    await api.subscriptions.createSubscription({ id: `${id}-pair`, topicId: id, filter: fromJson(ValueSchema, { pair: ["😀"] }) });
+    await api.subscriptions.createSubscription({ id: `${id}-low`, topicId: id, filter: fromJson(ValueSchema, { low: ["x", "x\ufffd"] }) });
+    const payload = '{"lone":"\\ud800","low":"x\\udc00","pair":"😀"}';
+    const published =
+      protocol === "rest"
+        ? await send(server.url, "POST", `/topics/${id}/messages`, `[${payload}]`)
+        : await send(server.url, "POST", "/fastpubsub.v1.TopicService/PublishMessages", `{"topic_id":"${id}","messages":[${payload}]}`);
+    expect(published.status).toBeLessThan(300);
+    expect(await consume(api, `${id}-pair`)).toHaveLength(1);
+    expect(await consume(api, `${id}-low`)).toHaveLength(0);
+  });
 });
 
 describe.each(protocols)("JSON nested too deeply, over %s", (protocol) => {

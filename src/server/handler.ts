@@ -15,6 +15,7 @@ import type { Logger } from "../logger.ts";
 import { createDocsHandler } from "./docs.ts";
 import { type HealthResponse, liveness } from "./health.ts";
 import type { Metrics } from "./metrics.ts";
+import { requestGate } from "./request-gate.ts";
 import { createRestHandler } from "./rest/rest-handler.ts";
 import { restRoutesFromMethods } from "./rest/routes.ts";
 
@@ -51,7 +52,7 @@ export interface HandlerOptions {
  */
 export function createRequestHandler(options: HandlerOptions) {
   const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true };
-  const router = createConnectRouter({ interceptors: options.interceptors, readMaxBytes: options.readMaxBytes, jsonOptions });
+  const router = createConnectRouter({ interceptors: options.interceptors, readMaxBytes: options.readMaxBytes, jsonOptions, requestGate });
   // The REST transcoder calls the implementations directly, through the same interceptors.
   const methods: MethodImplSpec[] = [];
   options.routes({
@@ -73,6 +74,7 @@ export function createRequestHandler(options: HandlerOptions) {
     if (rpc) {
       taken.route = url.pathname;
       const response = await rpc(universalRequestFromNodeRequest(req, res, undefined, undefined));
+      closeIfUnread(req, res);
       await universalResponseToNodeResponse(response, res);
       return;
     }
@@ -104,6 +106,7 @@ export function createRequestHandler(options: HandlerOptions) {
     response.headers?.forEach((value, name) => {
       res.setHeader(name, value);
     });
+    closeIfUnread(req, res);
     send(res, response.status, response.body);
   }
 
@@ -143,6 +146,15 @@ export function createRequestHandler(options: HandlerOptions) {
       else res.destroy();
     });
   };
+}
+
+/**
+ * Makes the answer close an HTTP/1.1 connection whose request body was not read
+ * to its end, as when it is larger than readMaxBytes: the rest would be taken
+ * for the next request on the connection, which would then wait forever.
+ */
+function closeIfUnread(req: NodeRequest, res: NodeResponse) {
+  if (!req.complete && req.httpVersionMajor === 1) res.setHeader("connection", "close");
 }
 
 function sendJson(res: NodeResponse, answer: { status: number; body: unknown }) {

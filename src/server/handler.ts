@@ -10,7 +10,12 @@ import {
   type Interceptor,
   type MethodImplSpec,
 } from "@connectrpc/connect";
-import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
 import type { Logger } from "../logger.ts";
 import { createDocsHandler } from "./docs.ts";
 import { type HealthResponse, liveness } from "./health.ts";
@@ -52,7 +57,14 @@ export interface HandlerOptions {
  */
 export function createRequestHandler(options: HandlerOptions) {
   const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true };
-  const router = createConnectRouter({ interceptors: options.interceptors, readMaxBytes: options.readMaxBytes, jsonOptions, requestGate });
+  const router = createConnectRouter({
+    interceptors: options.interceptors,
+    readMaxBytes: options.readMaxBytes,
+    jsonOptions,
+    requestGate,
+    // What connectNodeAdapter accepts by default; readMaxBytes bounds a message once decompressed.
+    acceptCompression: [compressionGzip, compressionBrotli],
+  });
   // The REST transcoder calls the implementations directly, through the same interceptors.
   const methods: MethodImplSpec[] = [];
   options.routes({

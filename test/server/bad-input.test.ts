@@ -1,10 +1,12 @@
 import http2 from "node:http2";
 import { create, fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { Code } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
+import { compressionBrotli, compressionGzip, createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
 import { Client } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TopicService } from "../../gen/fastpubsub/v1/topic_service_pb.ts";
 import { maxJsonDepth } from "../../src/server/interceptors/unstorable-values.ts";
 import { databaseChecksum } from "../support/db.ts";
 import { expectCode } from "../support/expect-code.ts";
@@ -435,3 +437,30 @@ function gRpcWebFrameOfSize(size: number) {
   new DataView(frame.buffer).setUint32(1, size);
   return frame;
 }
+
+describe("compressed messages", () => {
+  it("are accepted in gzip and brotli over gRPC and Connect", async () => {
+    for (const compression of [compressionGzip, compressionBrotli]) {
+      for (const transport of [
+        createGrpcTransport({ baseUrl: server.url, sendCompression: compression }),
+        createConnectTransport({ baseUrl: server.url, httpVersion: "1.1", sendCompression: compression, compressMinBytes: 0 }),
+      ]) {
+        const topics = createClient(TopicService, transport);
+        const id = uniqueId("zipped");
+        await topics.createTopic({ id });
+        expect((await topics.getTopic({ id })).id).toBe(id);
+      }
+    }
+  });
+
+  it("are refused as resource_exhausted when they inflate past the body limit, and change nothing", async () => {
+    const topics = createClient(TopicService, createGrpcTransport({ baseUrl: server.url, sendCompression: compressionGzip }));
+    const id = uniqueId("bomb");
+    await topics.createTopic({ id });
+    const before = await databaseChecksum(db);
+    // 17 MiB of payload that gzip makes a few KB of.
+    const messages = Array.from({ length: 17 }, () => ({ filler: "x".repeat(1024 * 1024) }));
+    await expectCode(topics.publishMessages({ topicId: id, messages }), Code.ResourceExhausted);
+    expect(await databaseChecksum(db)).toEqual(before);
+  });
+});

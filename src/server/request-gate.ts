@@ -21,6 +21,8 @@ function correct(error: ConnectError) {
   // A body that is not protobuf binary is internal, a 500, with no sign but the message;
   // a body that is not JSON is already invalid_argument.
   if (error.code === Code.Internal && error.rawMessage.startsWith("parse binary:")) fields.code = Code.InvalidArgument;
+  // So is a body that its content-encoding cannot decompress, unless zlib names the error.
+  if (error.code === Code.Internal && error.rawMessage === "decompression failed") fields.code = Code.InvalidArgument;
   // gRPC and gRPC-Web percent-encode the message as UTF-8, which throws on a lone surrogate,
   // and the call ended in a 500: JSON.parse quotes a bad body in its message, cut anywhere.
   if (!error.rawMessage.isWellFormed()) fields.rawMessage = error.rawMessage.toWellFormed();

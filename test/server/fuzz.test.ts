@@ -321,6 +321,8 @@ const regressions: Case[] = [
     rpc: "SubscriptionService.CreateSubscription",
     message: { id: "fz-infinite", topic_id: new Pooled("topic", 0), filter: { a: [new Overflow(false)] } },
   },
+  // A body that its content-encoding (br) cannot decompress was internal (500) once compression was accepted.
+  { ...plain, protocol: "connect-binary", rpc: "TopicService.GetTopic", message: { id: "fz-t2" }, contentEncoding: "br-lie" },
 ];
 
 describe("any request, over every protocol, with and without authentication", () => {

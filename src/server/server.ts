@@ -70,7 +70,14 @@ export async function serve(
       metrics,
       renderMetrics: options.renderMetrics ?? metrics.render,
     });
-    const listener = await listen(handler, config.apiHost, config.apiPort);
+    const listener = await listen(handler, {
+      host: config.apiHost,
+      port: config.apiPort,
+      headersTimeoutMs: config.apiHeadersTimeoutSeconds * 1000,
+      requestTimeoutMs: config.apiRequestTimeoutSeconds * 1000,
+      keepAliveTimeoutMs: config.apiKeepaliveTimeoutSeconds * 1000,
+      maxConnections: config.apiMaxConnections,
+    });
     const stopMaintenance = options.maintenance ? startMaintenance(db.pool, config, logger) : async () => {};
     logger.info("fastpubsub is serving", { url: listener.url });
     return {

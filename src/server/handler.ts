@@ -113,8 +113,11 @@ export function createRequestHandler(options: HandlerOptions) {
       headers: req.headers,
       body: () => readBody(req, options.readMaxBytes),
       signal: abort.signal,
+      // Noted before the body is read, for a request whose connection closes while it is.
+      matched: (template) => {
+        taken.route = template;
+      },
     });
-    taken.route = response.route ?? "unmatched";
     response.headers?.forEach((value, name) => {
       res.setHeader(name, value);
     });
@@ -129,12 +132,15 @@ export function createRequestHandler(options: HandlerOptions) {
     const done = options.metrics.startRequest(method);
     const taken = { route: "unmatched" };
     res.once("close", () => {
-      done(taken.route, res.statusCode);
+      // A connection closed before the answer was all written (the client gave up, or a bound cut
+      // it) is counted as nginx counts it, 499, whatever status the handler had set.
+      const status = answeredWhole(res) ? res.statusCode : 499;
+      done(taken.route, status);
       options.logger.info("request", {
         method,
         route: taken.route,
         path: url.pathname,
-        status: res.statusCode,
+        status,
         duration: `${((performance.now() - started) / 1000).toFixed(4)}s`,
       });
     });
@@ -153,11 +159,24 @@ export function createRequestHandler(options: HandlerOptions) {
       }
     }
     route(req, res, url, taken).catch((error: unknown) => {
+      // Writing to a connection that is gone fails; the close above has counted it.
+      if (connectionGone(res)) return;
       options.logger.error("request failed", { method, path: url.pathname, error: String(error) });
       if (!res.headersSent) sendJson(res, { status: 500, body: { detail: "Internal server error" } });
       else res.destroy();
     });
   };
+}
+
+/** Whether an answer was written whole before its connection (or HTTP/2 stream) closed. */
+function answeredWhole(res: NodeResponse) {
+  // An HTTP/2 response counts as finished when its stream is reset; the reset's code tells.
+  return "stream" in res ? !res.stream.rstCode : res.writableFinished;
+}
+
+/** Whether the connection (or HTTP/2 stream) of an answer is gone. */
+function connectionGone(res: NodeResponse) {
+  return "stream" in res ? res.stream.destroyed : res.destroyed;
 }
 
 /**

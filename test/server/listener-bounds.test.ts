@@ -273,3 +273,39 @@ describe("the connection cap", () => {
     }
   });
 });
+
+describe("a request cut by a bound", () => {
+  it("is logged and counted as 499, over REST, Connect and HTTP/2, with no failure logged", async () => {
+    const cut = await startServerProcess({
+      FASTPUBSUB_DATABASE_URL: await createTestDatabase(),
+      FASTPUBSUB_API_HEADERS_TIMEOUT_SECONDS: "1",
+      FASTPUBSUB_API_REQUEST_TIMEOUT_SECONDS: "1",
+    });
+    try {
+      await slowBodyClient(cut.url, 100, '{"id":');
+      const rpc = await connect(cut.url);
+      rpc.socket.write(
+        "POST /fastpubsub.v1.TopicService/CreateTopic HTTP/1.1\r\nHost: fastpubsub\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+      );
+      await cutOf(rpc);
+      const session = http2.connect(cut.url);
+      session.on("error", () => {});
+      await stalledHttp2StreamClient(session);
+      session.close();
+      const metrics = await (await fetch(new URL("/metrics", cut.url))).text();
+      expect(metrics).toMatch(/http_requests_total\{method="POST",path="\/topics",status="499"\} 2/);
+      expect(metrics).toMatch(/http_requests_total\{method="POST",path="\/fastpubsub.v1.TopicService\/CreateTopic",status="499"\} 1/);
+    } finally {
+      await cut.stop();
+    }
+    const lines = cut
+      .log()
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines.filter((line) => line.message === "request" && line.method === "POST").map((line) => line.status)).toEqual([
+      499, 499, 499,
+    ]);
+    expect(lines.filter((line) => line.levelname === "ERROR")).toEqual([]);
+  });
+});

@@ -14,6 +14,8 @@ export interface RestRequest {
   headers: IncomingHttpHeaders;
   body: () => Promise<Uint8Array>;
   signal: AbortSignal;
+  /** Hears the template of the route the request matched, as soon as it is matched. */
+  matched?: (template: string) => void;
 }
 
 /** A REST answer: a status, headers (an error's metadata) and, unless 204, a JSON body; `route` is the template it matched, if any. */
@@ -69,6 +71,7 @@ export function createRestHandler(routes: readonly RestRoute[], interceptors: In
     if ("status" in match) {
       return detail(match.status, match.status === 404 ? "Not Found" : "Method Not Allowed");
     }
+    request.matched?.(match.route.template);
     return { ...(await answer(match.route, match.params, request)), route: match.route.template };
   };
 }

@@ -72,6 +72,10 @@ const Env = z
     path: ["FASTPUBSUB_SUBSCRIPTION_BACKOFF_MAX_SECONDS"],
     message: "must be greater than or equal to FASTPUBSUB_SUBSCRIPTION_BACKOFF_MIN_SECONDS",
   })
+  .refine((env) => env.FASTPUBSUB_API_HEADERS_TIMEOUT_SECONDS <= env.FASTPUBSUB_API_REQUEST_TIMEOUT_SECONDS, {
+    path: ["FASTPUBSUB_API_HEADERS_TIMEOUT_SECONDS"],
+    message: "must be at most FASTPUBSUB_API_REQUEST_TIMEOUT_SECONDS (the headers are part of the request)",
+  })
   .refine((env) => !env.FASTPUBSUB_AUTH_ENABLED || env.FASTPUBSUB_AUTH_SECRET_KEY, {
     path: ["FASTPUBSUB_AUTH_SECRET_KEY"],
     message: "is required when FASTPUBSUB_AUTH_ENABLED is true (make one with `npx fastpubsub generate_secret_key`)",

@@ -3,6 +3,7 @@ import { sql } from "slonik";
 import { z } from "zod";
 import type { QueueClient } from "./database.ts";
 import type { DatabaseConnection } from "./pool.ts";
+import { textFormsOf } from "./text-forms.ts";
 
 /** A message as the message functions return it; ms since the epoch parse faster than timestamps. */
 export interface MessageRow {
@@ -16,10 +17,11 @@ export interface MessageRow {
 
 /** Routes a batch of payloads to the topic's subscriptions; FP404 for a missing topic. Returns the rows routed. */
 export async function publishMessages(queue: QueueClient, topicId: string, payloads: readonly JsonObject[]): Promise<number> {
+  const text = JSON.stringify(payloads);
   const { rows } = await queue.query<{ routed: number }>({
     name: "publish_messages",
-    text: "SELECT publish_messages($1, $2::json) AS routed",
-    values: [topicId, JSON.stringify(payloads)],
+    text: "SELECT publish_messages($1, $2::json, $3::jsonb) AS routed",
+    values: [topicId, text, textFormsOf(payloads, text)],
   });
   return rows[0]?.routed ?? 0;
 }

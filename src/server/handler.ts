@@ -10,11 +10,17 @@ import {
   type Interceptor,
   type MethodImplSpec,
 } from "@connectrpc/connect";
-import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
 import type { Logger } from "../logger.ts";
 import { createDocsHandler } from "./docs.ts";
 import { type HealthResponse, liveness } from "./health.ts";
 import type { Metrics } from "./metrics.ts";
+import { requestGate } from "./request-gate.ts";
 import { createRestHandler } from "./rest/rest-handler.ts";
 import { restRoutesFromMethods } from "./rest/routes.ts";
 
@@ -51,7 +57,14 @@ export interface HandlerOptions {
  */
 export function createRequestHandler(options: HandlerOptions) {
   const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true };
-  const router = createConnectRouter({ interceptors: options.interceptors, readMaxBytes: options.readMaxBytes, jsonOptions });
+  const router = createConnectRouter({
+    interceptors: options.interceptors,
+    readMaxBytes: options.readMaxBytes,
+    jsonOptions,
+    requestGate,
+    // What connectNodeAdapter accepts by default; readMaxBytes bounds a message once decompressed.
+    acceptCompression: [compressionGzip, compressionBrotli],
+  });
   // The REST transcoder calls the implementations directly, through the same interceptors.
   const methods: MethodImplSpec[] = [];
   options.routes({
@@ -73,6 +86,7 @@ export function createRequestHandler(options: HandlerOptions) {
     if (rpc) {
       taken.route = url.pathname;
       const response = await rpc(universalRequestFromNodeRequest(req, res, undefined, undefined));
+      closeIfUnread(req, res);
       await universalResponseToNodeResponse(response, res);
       return;
     }
@@ -99,11 +113,15 @@ export function createRequestHandler(options: HandlerOptions) {
       headers: req.headers,
       body: () => readBody(req, options.readMaxBytes),
       signal: abort.signal,
+      // Noted before the body is read, for a request whose connection closes while it is.
+      matched: (template) => {
+        taken.route = template;
+      },
     });
-    taken.route = response.route ?? "unmatched";
     response.headers?.forEach((value, name) => {
       res.setHeader(name, value);
     });
+    closeIfUnread(req, res);
     send(res, response.status, response.body);
   }
 
@@ -114,12 +132,15 @@ export function createRequestHandler(options: HandlerOptions) {
     const done = options.metrics.startRequest(method);
     const taken = { route: "unmatched" };
     res.once("close", () => {
-      done(taken.route, res.statusCode);
+      // A connection closed before the answer was all written (the client gave up, or a bound cut
+      // it) is counted as nginx counts it, 499, whatever status the handler had set.
+      const status = answeredWhole(res) ? res.statusCode : 499;
+      done(taken.route, status);
       options.logger.info("request", {
         method,
         route: taken.route,
         path: url.pathname,
-        status: res.statusCode,
+        status,
         duration: `${((performance.now() - started) / 1000).toFixed(4)}s`,
       });
     });
@@ -138,11 +159,33 @@ export function createRequestHandler(options: HandlerOptions) {
       }
     }
     route(req, res, url, taken).catch((error: unknown) => {
+      // Writing to a connection that is gone fails; the close above has counted it.
+      if (connectionGone(res)) return;
       options.logger.error("request failed", { method, path: url.pathname, error: String(error) });
       if (!res.headersSent) sendJson(res, { status: 500, body: { detail: "Internal server error" } });
       else res.destroy();
     });
   };
+}
+
+/** Whether an answer was written whole before its connection (or HTTP/2 stream) closed. */
+function answeredWhole(res: NodeResponse) {
+  // An HTTP/2 response counts as finished when its stream is reset; the reset's code tells.
+  return "stream" in res ? !res.stream.rstCode : res.writableFinished;
+}
+
+/** Whether the connection (or HTTP/2 stream) of an answer is gone. */
+function connectionGone(res: NodeResponse) {
+  return "stream" in res ? res.stream.destroyed : res.destroyed;
+}
+
+/**
+ * Makes the answer close an HTTP/1.1 connection whose request body was not read
+ * to its end, as when it is larger than readMaxBytes: the rest would be taken
+ * for the next request on the connection, which would then wait forever.
+ */
+function closeIfUnread(req: NodeRequest, res: NodeResponse) {
+  if (!req.complete && req.httpVersionMajor === 1) res.setHeader("connection", "close");
 }
 
 function sendJson(res: NodeResponse, answer: { status: number; body: unknown }) {

@@ -104,7 +104,14 @@ export async function serve(
   try {
     // A database that answers is prepared before the port opens, so no call gets a 503 while it is.
     await preparing.firstTry;
-    listener = await listen(handler, config.apiHost, config.apiPort);
+    listener = await listen(handler, {
+      host: config.apiHost,
+      port: config.apiPort,
+      headersTimeoutMs: config.apiHeadersTimeoutSeconds * 1000,
+      requestTimeoutMs: config.apiRequestTimeoutSeconds * 1000,
+      keepAliveTimeoutMs: config.apiKeepaliveTimeoutSeconds * 1000,
+      maxConnections: config.apiMaxConnections,
+    });
   } catch (error) {
     await close();
     throw error;

@@ -89,6 +89,12 @@ describe("loadConfig", () => {
     );
   });
 
+  it("refuses a headers timeout above the request timeout", () => {
+    expect(() => loadConfig({ FASTPUBSUB_API_HEADERS_TIMEOUT_SECONDS: "61" })).toThrow(
+      /^FASTPUBSUB_API_HEADERS_TIMEOUT_SECONDS: must be at most FASTPUBSUB_API_REQUEST_TIMEOUT_SECONDS/,
+    );
+  });
+
   it("refuses auth without a secret key", () => {
     expect(() => loadConfig({ FASTPUBSUB_AUTH_ENABLED: "true" })).toThrow(/^FASTPUBSUB_AUTH_SECRET_KEY: is required/);
   });

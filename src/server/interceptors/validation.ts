@@ -2,6 +2,7 @@ import { type DescField, type DescMessage, getOption, hasOption, type Message } 
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { type FieldRules, Format, FormatSchema, rules } from "../../../gen/fastpubsub/v1/field_rules_pb.ts";
 import { fieldFormat } from "./field-formats.ts";
+import { findUnstorableValue } from "./unstorable-values.ts";
 
 /** A check of one field: a reason when the value breaks a rule, else undefined. */
 type Check = (value: unknown) => string | undefined;
@@ -56,8 +57,14 @@ function compileValidator(schema: DescMessage): (message: Message) => void {
 
 const validators = new Map<string, (message: Message) => void>();
 
-/** Checks a message against the input rules of its type; throws invalid_argument naming the first field that breaks one. */
+/**
+ * Checks a message against the input rules of its type, and every value in it
+ * against what the service can store; throws invalid_argument naming the first
+ * field that breaks one.
+ */
 export function validateMessage(schema: DescMessage, message: Message) {
+  const unstorable = findUnstorableValue(schema, message);
+  if (unstorable) throw new ConnectError(unstorable, Code.InvalidArgument);
   let validate = validators.get(schema.typeName);
   if (!validate) {
     validate = compileValidator(schema);
@@ -67,8 +74,9 @@ export function validateMessage(schema: DescMessage, message: Message) {
 }
 
 /**
- * Creates the interceptor that enforces the input rules written in the proto
- * on every unary request, whatever its protocol, before the handler runs.
+ * Creates the interceptor that enforces the input rules written in the proto,
+ * and refuses values that the service cannot store, on every unary request,
+ * whatever its protocol, before the handler runs.
  */
 export function createValidationInterceptor(): Interceptor {
   return (next) => async (request) => {

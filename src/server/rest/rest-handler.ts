@@ -14,6 +14,8 @@ export interface RestRequest {
   headers: IncomingHttpHeaders;
   body: () => Promise<Uint8Array>;
   signal: AbortSignal;
+  /** Hears the template of the route the request matched, as soon as it is matched. */
+  matched?: (template: string) => void;
 }
 
 /** A REST answer: a status, headers (an error's metadata) and, unless 204, a JSON body; `route` is the template it matched, if any. */
@@ -69,6 +71,7 @@ export function createRestHandler(routes: readonly RestRoute[], interceptors: In
     if ("status" in match) {
       return detail(match.status, match.status === 404 ? "Not Found" : "Method Not Allowed");
     }
+    request.matched?.(match.route.template);
     return { ...(await answer(match.route, match.params, request)), route: match.route.template };
   };
 }
@@ -132,12 +135,41 @@ function requestJson(route: RestRoute, params: Map<DescField, string>, query: UR
     }
   } else if (route.body !== "none") {
     if (body === undefined) throw new ConnectError("request body is required", Code.InvalidArgument);
+    checkBodyShape(route.body, body);
     message[route.body.jsonName] = body;
   }
   for (const [field, value] of params) {
     message[field.jsonName] = value;
   }
   return message;
+}
+
+/**
+ * Refuses a body of a JSON type that the field it binds cannot hold: proto JSON
+ * would read a null as the field's default, and an array item that is not an
+ * object without saying which.
+ */
+function checkBodyShape(field: DescField, body: JsonValue) {
+  if (field.fieldKind === "list") {
+    if (!Array.isArray(body)) throw new ConnectError(`request body must be a JSON array, not ${jsonKind(body)}`, Code.InvalidArgument);
+    const { typeName } = field.message ?? {};
+    const objects = typeName === "google.protobuf.Struct" || (typeName !== undefined && !typeName.startsWith("google.protobuf."));
+    const index = objects ? body.findIndex((item) => jsonKind(item) !== "an object") : -1;
+    if (index >= 0) {
+      throw new ConnectError(
+        `request body must be a JSON array of objects: item ${index} is ${jsonKind(body[index])}`,
+        Code.InvalidArgument,
+      );
+    }
+  } else if (body === null && field.message?.typeName !== "google.protobuf.Value") {
+    throw new ConnectError("request body must not be null", Code.InvalidArgument);
+  }
+}
+
+function jsonKind(value: JsonValue | undefined) {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value === "object" ? "an object" : `a ${typeof value}`;
 }
 
 function queryValue(field: DescField, value: string): JsonValue {

@@ -80,6 +80,7 @@ export function openDatabase(url: string, settings: Settings, logger: Logger): D
   // end the process unheard: note it, and let the call fail as unavailable.
   const lost = new WeakSet<pg.PoolClient>();
   raw.on("connect", (client) => client.on("error", () => lost.add(client)));
+  const inUse = new Set<pg.PoolClient>();
 
   /**
    * Runs one query on a client of the plain pool, bounding the wait for its
@@ -89,6 +90,7 @@ export function openDatabase(url: string, settings: Settings, logger: Logger): D
     const client = await raw.connect().catch((error: unknown) => {
       throw new DatabaseUnavailableError("cannot get a database connection", error);
     });
+    inUse.add(client);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -111,6 +113,7 @@ export function openDatabase(url: string, settings: Settings, logger: Logger): D
       throw error;
     } finally {
       clearTimeout(timer);
+      inUse.delete(client);
     }
   }
 
@@ -131,6 +134,9 @@ export function openDatabase(url: string, settings: Settings, logger: Logger): D
       await health.track(() => run(probe, false));
     },
     async end() {
+      // A call still waiting on PostgreSQL now belongs to a request the listener has already cut:
+      // its connection is ended rather than waited for (up to the statement timeout).
+      for (const client of inUse) void client.end().catch(() => {});
       await Promise.all([pool.end(), raw.end()]);
     },
   };

@@ -130,6 +130,8 @@ function openPool(url: string, options: PoolOptions): Promise<DatabasePool> {
     statementTimeout: options.statementTimeoutMs ?? "DISABLE_TIMEOUT",
     idleInTransactionSessionTimeout: options.idleInTransactionTimeoutMs ?? 60_000,
     idleTimeout: 30_000,
+    // end() comes after the listener has cut what was still in flight: nothing to wait for long.
+    gracefulTerminationTimeout: 1_000,
     // slonik's default runs DISCARD ALL after every query, a second round trip;
     // fastpubsub keeps no session state, so a connection needs no reset.
     resetConnection: async () => {},

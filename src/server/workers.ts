@@ -71,6 +71,10 @@ export async function runPrimary(config: Config, logger: Logger): Promise<{ clos
   });
   let youngDeaths = 0;
 
+  // The workers accept connections themselves. The primary's round-robin hands each accepted
+  // connection to a worker, and one handed to a worker that is killed before taking it stays
+  // open in the primary, unanswered, for good.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
   const fork = () => {
     const started = Date.now();
     const worker = cluster.fork({ FASTPUBSUB_DATABASE_URL: url });

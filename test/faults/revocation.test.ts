@@ -7,9 +7,9 @@ import { createFastPubSubClient } from "../../src/client.ts";
 import { createDatabasePool } from "../../src/db/pool.ts";
 import { registerClient } from "../../src/services/client-service.ts";
 import { freePort } from "../support/ports.ts";
+import { createTcpProxy } from "../support/tcp-proxy.ts";
 import { createFaultPostgres, type FaultPostgres } from "./support/postgres.ts";
 import { diagnosed, startFaultServer } from "./support/processes.ts";
-import { startFreezableProxy } from "./support/proxy.ts";
 import { expectAccounted } from "./support/summary.ts";
 import { createWorkload } from "./support/workload.ts";
 
@@ -41,7 +41,8 @@ describe("the revocation listener cut off without a word", () => {
       FASTPUBSUB_AUTH_SECRET_KEY: randomBytes(32).toString("hex"),
       FASTPUBSUB_LOG_LEVEL: "warning",
     };
-    const proxy = await startFreezableProxy(postgres.port);
+    const proxy = createTcpProxy(await freePort(), postgres.port);
+    await proxy.start();
     const listenUrl = new URL(postgres.url);
     listenUrl.port = String(proxy.port);
     // Server A listens for revocations through the proxy; server B, which makes the changes, directly.

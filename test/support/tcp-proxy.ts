@@ -5,7 +5,11 @@ export interface TcpProxy {
   port: number;
   /** Starts accepting connections and forwarding them. */
   start(): Promise<void>;
-  /** Stops forwarding bytes in both directions on every connection, as a network that drops packets would; nothing is closed. */
+  /**
+   * Stops carrying bytes both ways, on every connection and on those to
+   * come, without closing any: each side sees a silent peer, as behind a
+   * dropped route or a dead NAT entry.
+   */
   freeze(): void;
   /** Closes every connection and stops listening. */
   close(): Promise<void>;
@@ -13,21 +17,28 @@ export interface TcpProxy {
 
 /** Creates a proxy on `port` to `targetPort`, not yet listening: until `start`, connections to `port` are refused. */
 export function createTcpProxy(port: number, targetPort: number): TcpProxy {
-  const pairs = new Set<[net.Socket, net.Socket]>();
   let frozen = false;
+  const sockets = new Set<net.Socket>();
+  const pairs: [net.Socket, net.Socket][] = [];
+  const track = (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.on("error", () => {});
+    socket.once("close", () => sockets.delete(socket));
+  };
   const server = net.createServer((client) => {
-    const upstream = net.connect(targetPort, "127.0.0.1");
-    const pair: [net.Socket, net.Socket] = [client, upstream];
-    pairs.add(pair);
-    for (const socket of pair) {
-      socket.on("error", () => {});
-      socket.on("close", () => {
-        pairs.delete(pair);
-        for (const other of pair) if (!frozen) other.destroy();
-      });
+    track(client);
+    // A connection made while frozen is accepted, then never answered.
+    if (frozen) {
+      client.pause();
+      return;
     }
+    const upstream = net.connect(targetPort, "127.0.0.1");
+    track(upstream);
     client.pipe(upstream);
     upstream.pipe(client);
+    client.once("close", () => upstream.destroy());
+    upstream.once("close", () => client.destroy());
+    pairs.push([client, upstream]);
   });
   return {
     port,
@@ -42,7 +53,7 @@ export function createTcpProxy(port: number, targetPort: number): TcpProxy {
       }
     },
     async close() {
-      for (const pair of pairs) for (const socket of pair) socket.destroy();
+      for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
     },
   };

@@ -6,8 +6,8 @@ import { waitFor } from "../support/wait.ts";
 import { watchHealth } from "./support/health.ts";
 import type { Delivery } from "./support/ledger.ts";
 import { createFaultPostgres, type FaultPostgres } from "./support/postgres.ts";
-import { connectionsOf, diagnosed, type FaultServer, startFaultServer } from "./support/processes.ts";
-import { expectAccounted } from "./support/summary.ts";
+import { connectionsOf, type FaultServer, startFaultServer } from "./support/processes.ts";
+import { runAccounted } from "./support/summary.ts";
 import { createWorkload, type Workload } from "./support/workload.ts";
 
 let postgres: FaultPostgres;
@@ -92,26 +92,18 @@ describe("a server killed mid-consume", () => {
     const server = await startServer(1);
     const workload = startWorkload(server);
     let held: Delivery[] = [];
-    try {
-      await diagnosed([server], async () => {
-        await workload.start();
-        await workload.confirmedAtLeast(1000);
-        held = await deliveriesHeld(workload);
-        const fault = workload.fault();
-        // Down for longer than a lease, so the deliveries it made expire before anyone can ack them.
-        await server.crashAndRestart(1.5 * leaseSeconds * 1000);
-        fault.back();
-        await fault.recovered();
-        await workload.confirmedAtLeast(workload.confirmed() + 500);
-        await workload.drain();
-      });
-    } finally {
-      await workload.stop();
-    }
-    const summary = workload.summary();
-    const exits = server.unexpectedExits();
-    expect(await server.stop()).toBe(0);
-    expectAccounted("kill -9 of the server, one process", summary, exits);
+    const summary = await runAccounted("kill -9 of the server, one process", [server], workload, async () => {
+      await workload.start();
+      await workload.confirmedAtLeast(1000);
+      held = await deliveriesHeld(workload);
+      const fault = workload.fault();
+      // Down for longer than a lease, so the deliveries it made expire before anyone can ack them.
+      await server.crashAndRestart(1.5 * leaseSeconds * 1000);
+      fault.back();
+      await fault.recovered();
+      await workload.confirmedAtLeast(workload.confirmed() + 500);
+      await workload.drain();
+    });
     expect(summary.connectionErrors).toBeGreaterThan(0);
     expect(summary.otherErrors).toEqual({});
     expect(cameBack(workload, held).length).toBeGreaterThan(0);
@@ -120,30 +112,22 @@ describe("a server killed mid-consume", () => {
   it("two workers: the primary replaces each worker killed with SIGKILL mid-consume, and nothing is lost", async () => {
     const server = await startServer(2);
     const workload = startWorkload(server);
-    try {
-      await diagnosed([server], async () => {
-        await workload.start();
-        // One worker, then the other: whichever holds the consumers' connections is killed under them.
-        const victims = await waitFor(async () => (server.workers().length === 2 ? server.workers() : undefined));
-        for (const [n, victim] of victims.entries()) {
-          await workload.confirmedAtLeast(workload.confirmed() + 500);
-          await deliveriesHeld(workload);
-          const fault = workload.fault();
-          server.kill(victim, "SIGKILL");
-          await replaced(server, victims.slice(0, n + 1));
-          fault.back();
-          await fault.recovered();
-        }
+    const summary = await runAccounted("kill -9 of each worker of two in turn", [server], workload, async () => {
+      await workload.start();
+      // One worker, then the other: whichever holds the consumers' connections is killed under them.
+      const victims = await waitFor(async () => (server.workers().length === 2 ? server.workers() : undefined));
+      for (const [n, victim] of victims.entries()) {
         await workload.confirmedAtLeast(workload.confirmed() + 500);
-        await workload.drain();
-      });
-    } finally {
-      await workload.stop();
-    }
-    const summary = workload.summary();
-    const exits = server.unexpectedExits();
-    expect(await server.stop()).toBe(0);
-    expectAccounted("kill -9 of each worker of two in turn", summary, exits);
+        await deliveriesHeld(workload);
+        const fault = workload.fault();
+        server.kill(victim, "SIGKILL");
+        await replaced(server, victims.slice(0, n + 1));
+        fault.back();
+        await fault.recovered();
+      }
+      await workload.confirmedAtLeast(workload.confirmed() + 500);
+      await workload.drain();
+    });
     expect(summary.connectionErrors).toBeGreaterThan(0);
     expect(summary.otherErrors).toEqual({});
   });
@@ -152,8 +136,11 @@ describe("a server killed mid-consume", () => {
     const server = await startServer(2);
     const workload = startWorkload(server);
     const health = watchHealth(server.url, `/subscriptions/${workload.subscriptionId}/metrics`);
-    try {
-      await diagnosed([server], async () => {
+    const summary = await runAccounted(
+      "kill -9 of both workers while PostgreSQL is down",
+      [server],
+      workload,
+      async () => {
         await workload.start();
         const victims = await waitFor(async () => (server.workers().length === 2 ? server.workers() : undefined));
         await workload.confirmedAtLeast(1000);
@@ -192,15 +179,9 @@ describe("a server killed mid-consume", () => {
 
         expect(down.filter((sample) => sample.liveness !== 200 || sample.readiness !== 503 || sample.rest !== 503)).toEqual([]);
         expect(health.between(readyAt).filter((sample) => sample.liveness !== 200)).toEqual([]);
-      });
-    } finally {
-      await workload.stop();
-      await health.stop();
-    }
-    const summary = workload.summary();
-    const exits = server.unexpectedExits();
-    expect(await server.stop()).toBe(0);
-    expectAccounted("kill -9 of both workers while PostgreSQL is down", summary, exits);
+      },
+      () => health.stop(),
+    );
     expect(summary.unavailableWhileDown).toBeGreaterThan(0);
     expect(summary.otherErrors).toEqual({});
   });

@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../support/ports.ts";
 import { watchHealth } from "./support/health.ts";
 import { createFaultPostgres, type FaultPostgres } from "./support/postgres.ts";
-import { diagnosed, startFaultServer } from "./support/processes.ts";
-import { expectAccounted } from "./support/summary.ts";
+import { startFaultServer } from "./support/processes.ts";
+import { runAccounted } from "./support/summary.ts";
 import { createWorkload } from "./support/workload.ts";
 
 let postgres: FaultPostgres;
@@ -42,8 +42,11 @@ describe("PostgreSQL restarting under load", () => {
       });
       const health = watchHealth(server.url, `/subscriptions/${workload.subscriptionId}/metrics`);
       const downWindows: { from: number; to: number }[] = [];
-      try {
-        await diagnosed([server], async () => {
+      const summary = await runAccounted(
+        `PostgreSQL restart, ${serving}, ${restarts.length} restarts (fast and immediate)`,
+        [server],
+        workload,
+        async () => {
           await workload.start();
           for (const restart of restarts) {
             await workload.confirmedAtLeast(workload.confirmed() + 500);
@@ -63,15 +66,9 @@ describe("PostgreSQL restarting under load", () => {
             }
           }
           await workload.drain();
-        });
-      } finally {
-        await workload.stop();
-        await health.stop();
-      }
-      const summary = workload.summary();
-      const exits = server.unexpectedExits();
-      expect(await server.stop()).toBe(0);
-      expectAccounted(`PostgreSQL restart, ${serving}, ${restarts.length} restarts (fast and immediate)`, summary, exits);
+        },
+        () => health.stop(),
+      );
       // Every failure the clients saw was an answer: unavailable.
       expect({ connectionErrors: summary.connectionErrors, otherErrors: summary.otherErrors }).toEqual({
         connectionErrors: 0,

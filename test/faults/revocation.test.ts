@@ -9,8 +9,8 @@ import { registerClient } from "../../src/services/client-service.ts";
 import { freePort } from "../support/ports.ts";
 import { createTcpProxy } from "../support/tcp-proxy.ts";
 import { createFaultPostgres, type FaultPostgres } from "./support/postgres.ts";
-import { diagnosed, startFaultServer } from "./support/processes.ts";
-import { expectAccounted } from "./support/summary.ts";
+import { startFaultServer } from "./support/processes.ts";
+import { runAccounted } from "./support/summary.ts";
 import { createWorkload } from "./support/workload.ts";
 
 let postgres: FaultPostgres;
@@ -71,8 +71,11 @@ describe("the revocation listener cut off without a word", () => {
       token: await tokenOf(admin.id, admin.secret),
     });
     let revocation = { frozenAt: 0, updated: 0, deleted: 0 };
-    try {
-      await diagnosed([a, b], async () => {
+    const summary = await runAccounted(
+      "LISTEN connection frozen, clients revoked",
+      [a, b],
+      workload,
+      async () => {
         await workload.start();
         const updated = await adminApi.clients.createClient({ name: "to update", scopes: "topics:read" });
         const deleted = await adminApi.clients.createClient({ name: "to delete", scopes: "topics:read" });
@@ -93,20 +96,13 @@ describe("the revocation listener cut off without a word", () => {
         revocation = { frozenAt, updated: updatedAt - frozenAt, deleted: deletedAt - frozenAt };
         await workload.confirmedAtLeast(workload.confirmed() + 200);
         await workload.drain();
-      });
-    } finally {
-      await workload.stop();
-      await proxy.close();
-    }
-    const summary = workload.summary();
-    const exits = [...a.unexpectedExits(), ...b.unexpectedExits()];
-    expect(await a.stop()).toBe(0);
-    expect(await b.stop()).toBe(0);
+      },
+      () => proxy.close(),
+    );
     console.log(
       `faults | LISTEN connection frozen | revoked tokens refused ${(revocation.updated / 1000).toFixed(2)} s (updated client) and ` +
         `${(revocation.deleted / 1000).toFixed(2)} s (deleted client) after the freeze; heartbeat every ${heartbeat.everyMs / 1000} s, deadline ${heartbeat.deadlineMs / 1000} s`,
     );
-    expectAccounted("LISTEN connection frozen, clients revoked", summary, exits);
     expect(summary.unavailable + summary.connectionErrors).toBe(0);
   });
 });

@@ -4,8 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../support/ports.ts";
 import { watchHealth } from "./support/health.ts";
 import { createFaultPostgres, type FaultPostgres } from "./support/postgres.ts";
-import { diagnosed, startFaultServer } from "./support/processes.ts";
-import { expectAccounted } from "./support/summary.ts";
+import { startFaultServer } from "./support/processes.ts";
+import { runAccounted } from "./support/summary.ts";
 import { createWorkload } from "./support/workload.ts";
 
 let postgres: FaultPostgres;
@@ -53,8 +53,11 @@ describe("PostgreSQL stalled by a lock on the hot table", () => {
     });
     const health = watchHealth(server.url, `/subscriptions/${workload.subscriptionId}/metrics`);
     let stall = { from: 0, to: 0 };
-    try {
-      await diagnosed([server], async () => {
+    const summary = await runAccounted(
+      "hot table locked for 3× the statement timeout",
+      [server],
+      workload,
+      async () => {
         await workload.start();
         await workload.confirmedAtLeast(500);
         const fault = workload.fault();
@@ -69,15 +72,9 @@ describe("PostgreSQL stalled by a lock on the hot table", () => {
         await health.readyAfter(to);
         await workload.confirmedAtLeast(workload.confirmed() + 500);
         await workload.drain();
-      });
-    } finally {
-      await workload.stop();
-      await health.stop();
-    }
-    const summary = workload.summary();
-    const exits = server.unexpectedExits();
-    expect(await server.stop()).toBe(0);
-    expectAccounted("hot table locked for 3× the statement timeout", summary, exits);
+      },
+      () => health.stop(),
+    );
 
     const stalled = workload.ledger.calls.filter((call) => call.endedAt > stall.from && call.sentAt < stall.to);
     expect(stalled.filter((call) => call.failure === "unavailable" && call.method === "publish").length).toBeGreaterThan(0);
@@ -121,29 +118,21 @@ describe("PostgreSQL stalled by a lock on the hot table", () => {
       leaseMs: 10_000,
     });
     let stall = { from: 0, to: 0 };
-    try {
-      await diagnosed([server], async () => {
-        await workload.start();
-        await workload.confirmedAtLeast(500);
-        const fault = workload.fault();
-        // The lock keeps both connections busy, so the other calls have none to get.
-        const release = await lockMessages();
-        const from = performance.now();
-        await sleep(2 * statementTimeoutMs).finally(release);
-        const to = performance.now();
-        stall = { from, to };
-        fault.back();
-        await fault.recovered();
-        await workload.confirmedAtLeast(workload.confirmed() + 500);
-        await workload.drain();
-      });
-    } finally {
-      await workload.stop();
-    }
-    const summary = workload.summary();
-    const exits = server.unexpectedExits();
-    expect(await server.stop()).toBe(0);
-    expectAccounted("pool of 2 exhausted by 12 publishers on a locked table", summary, exits);
+    const summary = await runAccounted("pool of 2 exhausted by 12 publishers on a locked table", [server], workload, async () => {
+      await workload.start();
+      await workload.confirmedAtLeast(500);
+      const fault = workload.fault();
+      // The lock keeps both connections busy, so the other calls have none to get.
+      const release = await lockMessages();
+      const from = performance.now();
+      await sleep(2 * statementTimeoutMs).finally(release);
+      const to = performance.now();
+      stall = { from, to };
+      fault.back();
+      await fault.recovered();
+      await workload.confirmedAtLeast(workload.confirmed() + 500);
+      await workload.drain();
+    });
 
     const stalled = workload.ledger.calls.filter((call) => call.endedAt > stall.from && call.sentAt < stall.to);
     expect(stalled.filter((call) => call.failure !== undefined && call.failure !== "unavailable")).toEqual([]);

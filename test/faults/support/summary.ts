@@ -1,4 +1,5 @@
 import { expect } from "vitest";
+import { diagnosed, type FaultServer } from "./processes.ts";
 import type { Workload } from "./workload.ts";
 
 /** A scenario's figures, as its one-line summary prints them. */
@@ -32,4 +33,29 @@ export function expectAccounted(scenario: string, summary: Summary, unexpectedEx
     appliedTwice: summary.appliedTwice,
     partial: summary.partial,
   }).toEqual({ lost: 0, left: 0, ackedTwice: 0, overlapping: 0, appliedTwice: 0, partial: 0 });
+}
+
+/**
+ * Runs a scenario's `steps` (the servers' logs shown if they fail), then stops
+ * the workload and whatever `alsoStop` stops, stops the servers, which must
+ * exit 0, and expects every message accounted for. Returns the summary.
+ */
+export async function runAccounted(
+  scenario: string,
+  servers: FaultServer[],
+  workload: Workload,
+  steps: () => Promise<void>,
+  alsoStop?: () => Promise<unknown>,
+): Promise<Summary> {
+  try {
+    await diagnosed(servers, steps);
+  } finally {
+    await workload.stop();
+    await alsoStop?.();
+  }
+  const summary = workload.summary();
+  const exits = servers.flatMap((server) => server.unexpectedExits());
+  for (const server of servers) expect(await server.stop()).toBe(0);
+  expectAccounted(scenario, summary, exits);
+  return summary;
 }

@@ -15,7 +15,7 @@ import type { JsonObject, Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file fastpubsub/v1/subscription_service.proto.
  */
 export const file_fastpubsub_v1_subscription_service: GenFile = /*@__PURE__*/
-  fileDesc("CihmYXN0cHVic3ViL3YxL3N1YnNjcmlwdGlvbl9zZXJ2aWNlLnByb3RvEg1mYXN0cHVic3ViLnYxIt0BCgxTdWJzY3JpcHRpb24SCgoCaWQYASABKAkSEAoIdG9waWNfaWQYAiABKAkSJgoGZmlsdGVyGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEh0KFW1heF9kZWxpdmVyeV9hdHRlbXB0cxgEIAEoBRIbChNiYWNrb2ZmX21pbl9zZWNvbmRzGAUgASgFEhsKE2JhY2tvZmZfbWF4X3NlY29uZHMYBiABKAUSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiwwIKGUNyZWF0ZVN1YnNjcmlwdGlvblJlcXVlc3QSEgoCaWQYASABKAlCBoq1GAIIARIYCgh0b3BpY19pZBgCIAEoCUIGirUYAggBEi4KBmZpbHRlchgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUIGirUYAggFEioKFW1heF9kZWxpdmVyeV9hdHRlbXB0cxgEIAEoBUIGirUYAhABSACIAQESKAoTYmFja29mZl9taW5fc2Vjb25kcxgFIAEoBUIGirUYAhABSAGIAQESKAoTYmFja29mZl9tYXhfc2Vjb25kcxgGIAEoBUIGirUYAhABSAKIAQFCGAoWX21heF9kZWxpdmVyeV9hdHRlbXB0c0IWChRfYmFja29mZl9taW5fc2Vjb25kc0IWChRfYmFja29mZl9tYXhfc2Vjb25kcyIkChZHZXRTdWJzY3JpcHRpb25SZXF1ZXN0EgoKAmlkGAEgASgJImoKGExpc3RTdWJzY3JpcHRpb25zUmVxdWVzdBIbCgZvZmZzZXQYASABKAVCBoq1GAIQAEgAiAEBEhwKBWxpbWl0GAIgASgFQgiKtRgEEAEYZEgBiAEBQgkKB19vZmZzZXRCCAoGX2xpbWl0IkYKGUxpc3RTdWJzY3JpcHRpb25zUmVzcG9uc2USKQoEZGF0YRgBIAMoCzIbLmZhc3RwdWJzdWIudjEuU3Vic2NyaXB0aW9uIicKGURlbGV0ZVN1YnNjcmlwdGlvblJlcXVlc3QSCgoCaWQYASABKAkiowEKB01lc3NhZ2USCgoCaWQYASABKAkSFwoPc3Vic2NyaXB0aW9uX2lkGAIgASgJEigKB3BheWxvYWQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhkKEWRlbGl2ZXJ5X2F0dGVtcHRzGAQgASgFEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoABChZDb25zdW1lTWVzc2FnZXNSZXF1ZXN0EhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRIbCgtjb25zdW1lcl9pZBgCIAEoCUIGirUYAiABEiEKCmJhdGNoX3NpemUYAyABKAVCCIq1GAQQARhkSACIAQFCDQoLX2JhdGNoX3NpemUiPwoXQ29uc3VtZU1lc3NhZ2VzUmVzcG9uc2USJAoEZGF0YRgBIAMoCzIWLmZhc3RwdWJzdWIudjEuTWVzc2FnZSJNChJBY2tNZXNzYWdlc1JlcXVlc3QSFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEh4KC21lc3NhZ2VfaWRzGAIgAygJQgmKtRgFCAIo6AciTgoTTmFja01lc3NhZ2VzUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSHgoLbWVzc2FnZV9pZHMYAiADKAlCCYq1GAUIAijoByKBAQoWTGlzdERscU1lc3NhZ2VzUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSGwoGb2Zmc2V0GAIgASgFQgaKtRgCEABIAIgBARIcCgVsaW1pdBgDIAEoBUIIirUYBBABGGRIAYgBAUIJCgdfb2Zmc2V0QggKBl9saW1pdCI/ChdMaXN0RGxxTWVzc2FnZXNSZXNwb25zZRIkCgRkYXRhGAEgAygLMhYuZmFzdHB1YnN1Yi52MS5NZXNzYWdlIlYKG1JlcHJvY2Vzc0RscU1lc3NhZ2VzUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSHgoLbWVzc2FnZV9pZHMYAiADKAlCCYq1GAUIAijoByI4Ch1HZXRTdWJzY3JpcHRpb25NZXRyaWNzUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkicAoTU3Vic2NyaXB0aW9uTWV0cmljcxIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSEQoJYXZhaWxhYmxlGAIgASgNEhEKCWRlbGl2ZXJlZBgDIAEoDRINCgVhY2tlZBgEIAEoDRILCgNkbHEYBSABKA0y5A0KE1N1YnNjcmlwdGlvblNlcnZpY2USkAEKEkNyZWF0ZVN1YnNjcmlwdGlvbhIoLmZhc3RwdWJzdWIudjEuQ3JlYXRlU3Vic2NyaXB0aW9uUmVxdWVzdBobLmZhc3RwdWJzdWIudjEuU3Vic2NyaXB0aW9uIjOStRgWChRzdWJzY3JpcHRpb25zOmNyZWF0ZYLT5JMCEzoBKiIOL3N1YnNjcmlwdGlvbnMSjgEKD0dldFN1YnNjcmlwdGlvbhIlLmZhc3RwdWJzdWIudjEuR2V0U3Vic2NyaXB0aW9uUmVxdWVzdBobLmZhc3RwdWJzdWIudjEuU3Vic2NyaXB0aW9uIjeStRgYChJzdWJzY3JpcHRpb25zOnJlYWQSAmlkgtPkkwIVEhMvc3Vic2NyaXB0aW9ucy97aWR9EpYBChFMaXN0U3Vic2NyaXB0aW9ucxInLmZhc3RwdWJzdWIudjEuTGlzdFN1YnNjcmlwdGlvbnNSZXF1ZXN0GiguZmFzdHB1YnN1Yi52MS5MaXN0U3Vic2NyaXB0aW9uc1Jlc3BvbnNlIi6StRgUChJzdWJzY3JpcHRpb25zOnJlYWSC0+STAhASDi9zdWJzY3JpcHRpb25zEpEBChJEZWxldGVTdWJzY3JpcHRpb24SKC5mYXN0cHVic3ViLnYxLkRlbGV0ZVN1YnNjcmlwdGlvblJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiOZK1GBoKFHN1YnNjcmlwdGlvbnM6ZGVsZXRlEgJpZILT5JMCFSoTL3N1YnNjcmlwdGlvbnMve2lkfRK/AQoPQ29uc3VtZU1lc3NhZ2VzEiUuZmFzdHB1YnN1Yi52MS5Db25zdW1lTWVzc2FnZXNSZXF1ZXN0GiYuZmFzdHB1YnN1Yi52MS5Db25zdW1lTWVzc2FnZXNSZXNwb25zZSJdkrUYKAoVc3Vic2NyaXB0aW9uczpjb25zdW1lEg9zdWJzY3JpcHRpb25faWSC0+STAisSKS9zdWJzY3JpcHRpb25zL3tzdWJzY3JpcHRpb25faWR9L21lc3NhZ2VzErABCgtBY2tNZXNzYWdlcxIhLmZhc3RwdWJzdWIudjEuQWNrTWVzc2FnZXNSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ImaStRgoChVzdWJzY3JpcHRpb25zOmNvbnN1bWUSD3N1YnNjcmlwdGlvbl9pZILT5JMCNDoLbWVzc2FnZV9pZHMiJS9zdWJzY3JpcHRpb25zL3tzdWJzY3JpcHRpb25faWR9L2Fja3MSswEKDE5hY2tNZXNzYWdlcxIiLmZhc3RwdWJzdWIudjEuTmFja01lc3NhZ2VzUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSJnkrUYKAoVc3Vic2NyaXB0aW9uczpjb25zdW1lEg9zdWJzY3JpcHRpb25faWSC0+STAjU6C21lc3NhZ2VfaWRzIiYvc3Vic2NyaXB0aW9ucy97c3Vic2NyaXB0aW9uX2lkfS9uYWNrcxK6AQoPTGlzdERscU1lc3NhZ2VzEiUuZmFzdHB1YnN1Yi52MS5MaXN0RGxxTWVzc2FnZXNSZXF1ZXN0GiYuZmFzdHB1YnN1Yi52MS5MaXN0RGxxTWVzc2FnZXNSZXNwb25zZSJYkrUYKAoVc3Vic2NyaXB0aW9uczpjb25zdW1lEg9zdWJzY3JpcHRpb25faWSC0+STAiYSJC9zdWJzY3JpcHRpb25zL3tzdWJzY3JpcHRpb25faWR9L2RscRLLAQoUUmVwcm9jZXNzRGxxTWVzc2FnZXMSKi5mYXN0cHVic3ViLnYxLlJlcHJvY2Vzc0RscU1lc3NhZ2VzUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSJvkrUYKAoVc3Vic2NyaXB0aW9uczpjb25zdW1lEg9zdWJzY3JpcHRpb25faWSC0+STAj06C21lc3NhZ2VfaWRzIi4vc3Vic2NyaXB0aW9ucy97c3Vic2NyaXB0aW9uX2lkfS9kbHEvcmVwcm9jZXNzEsUBChZHZXRTdWJzY3JpcHRpb25NZXRyaWNzEiwuZmFzdHB1YnN1Yi52MS5HZXRTdWJzY3JpcHRpb25NZXRyaWNzUmVxdWVzdBoiLmZhc3RwdWJzdWIudjEuU3Vic2NyaXB0aW9uTWV0cmljcyJZkrUYJQoSc3Vic2NyaXB0aW9uczpyZWFkEg9zdWJzY3JpcHRpb25faWSC0+STAioSKC9zdWJzY3JpcHRpb25zL3tzdWJzY3JpcHRpb25faWR9L21ldHJpY3NCLlosZmFzdHB1YnN1Yi9nZW4vZ28vZmFzdHB1YnN1Yi92MTtmYXN0cHVic3VidjFiBnByb3RvMw", [file_fastpubsub_v1_access, file_fastpubsub_v1_field_rules, file_google_api_annotations, file_google_protobuf_empty, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CihmYXN0cHVic3ViL3YxL3N1YnNjcmlwdGlvbl9zZXJ2aWNlLnByb3RvEg1mYXN0cHVic3ViLnYxIvsBCgxTdWJzY3JpcHRpb24SCgoCaWQYASABKAkSEAoIdG9waWNfaWQYAiABKAkSJgoGZmlsdGVyGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEh0KFW1heF9kZWxpdmVyeV9hdHRlbXB0cxgEIAEoBRIbChNiYWNrb2ZmX21pbl9zZWNvbmRzGAUgASgFEhsKE2JhY2tvZmZfbWF4X3NlY29uZHMYBiABKAUSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoUYWNrX2RlYWRsaW5lX3NlY29uZHMYCCABKAUiigMKGUNyZWF0ZVN1YnNjcmlwdGlvblJlcXVlc3QSEgoCaWQYASABKAlCBoq1GAIIARIYCgh0b3BpY19pZBgCIAEoCUIGirUYAggBEi4KBmZpbHRlchgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUIGirUYAggFEioKFW1heF9kZWxpdmVyeV9hdHRlbXB0cxgEIAEoBUIGirUYAhABSACIAQESKAoTYmFja29mZl9taW5fc2Vjb25kcxgFIAEoBUIGirUYAhABSAGIAQESKAoTYmFja29mZl9tYXhfc2Vjb25kcxgGIAEoBUIGirUYAhABSAKIAQESLAoUYWNrX2RlYWRsaW5lX3NlY29uZHMYByABKAVCCYq1GAUQARjYBEgDiAEBQhgKFl9tYXhfZGVsaXZlcnlfYXR0ZW1wdHNCFgoUX2JhY2tvZmZfbWluX3NlY29uZHNCFgoUX2JhY2tvZmZfbWF4X3NlY29uZHNCFwoVX2Fja19kZWFkbGluZV9zZWNvbmRzIiQKFkdldFN1YnNjcmlwdGlvblJlcXVlc3QSCgoCaWQYASABKAkiagoYTGlzdFN1YnNjcmlwdGlvbnNSZXF1ZXN0EhsKBm9mZnNldBgBIAEoBUIGirUYAhAASACIAQESHAoFbGltaXQYAiABKAVCCIq1GAQQARhkSAGIAQFCCQoHX29mZnNldEIICgZfbGltaXQiRgoZTGlzdFN1YnNjcmlwdGlvbnNSZXNwb25zZRIpCgRkYXRhGAEgAygLMhsuZmFzdHB1YnN1Yi52MS5TdWJzY3JpcHRpb24ihAMKGVVwZGF0ZVN1YnNjcmlwdGlvblJlcXVlc3QSCgoCaWQYASABKAkSKgoVbWF4X2RlbGl2ZXJ5X2F0dGVtcHRzGAIgASgFQgaKtRgCEAFIAIgBARIoChNiYWNrb2ZmX21pbl9zZWNvbmRzGAMgASgFQgaKtRgCEAFIAYgBARIoChNiYWNrb2ZmX21heF9zZWNvbmRzGAQgASgFQgaKtRgCEAFIAogBARIsChRhY2tfZGVhZGxpbmVfc2Vjb25kcxgFIAEoBUIJirUYBRABGNgESAOIAQESFQoIdG9waWNfaWQYBiABKAlIBIgBARImCgZmaWx0ZXIYByABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVCGAoWX21heF9kZWxpdmVyeV9hdHRlbXB0c0IWChRfYmFja29mZl9taW5fc2Vjb25kc0IWChRfYmFja29mZl9tYXhfc2Vjb25kc0IXChVfYWNrX2RlYWRsaW5lX3NlY29uZHNCCwoJX3RvcGljX2lkIicKGURlbGV0ZVN1YnNjcmlwdGlvblJlcXVlc3QSCgoCaWQYASABKAkiowEKB01lc3NhZ2USCgoCaWQYASABKAkSFwoPc3Vic2NyaXB0aW9uX2lkGAIgASgJEigKB3BheWxvYWQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhkKEWRlbGl2ZXJ5X2F0dGVtcHRzGAQgASgFEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrYBChZDb25zdW1lTWVzc2FnZXNSZXF1ZXN0EhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRIbCgtjb25zdW1lcl9pZBgCIAEoCUIGirUYAiABEiEKCmJhdGNoX3NpemUYAyABKAVCCIq1GAQQARhkSACIAQESIwoMd2FpdF9zZWNvbmRzGAQgASgFQgiKtRgEEAAYPEgBiAEBQg0KC19iYXRjaF9zaXplQg8KDV93YWl0X3NlY29uZHMiPwoXQ29uc3VtZU1lc3NhZ2VzUmVzcG9uc2USJAoEZGF0YRgBIAMoCzIWLmZhc3RwdWJzdWIudjEuTWVzc2FnZSKcAQoVU3RyZWFtTWVzc2FnZXNSZXF1ZXN0EhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRIbCgtjb25zdW1lcl9pZBgCIAEoCUIGirUYAiABEjAKGG1heF9vdXRzdGFuZGluZ19tZXNzYWdlcxgDIAEoBUIJirUYBRABGOgHSACIAQFCGwoZX21heF9vdXRzdGFuZGluZ19tZXNzYWdlcyI+ChZTdHJlYW1NZXNzYWdlc1Jlc3BvbnNlEiQKBGRhdGEYASADKAsyFi5mYXN0cHVic3ViLnYxLk1lc3NhZ2UifwoSQWNrTWVzc2FnZXNSZXF1ZXN0EhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRIeCgttZXNzYWdlX2lkcxgCIAMoCUIJirUYBQgCKOgHEiAKC2NvbnN1bWVyX2lkGAMgASgJQgaKtRgCCANIAIgBAUIOCgxfY29uc3VtZXJfaWQiugEKE05hY2tNZXNzYWdlc1JlcXVlc3QSFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEh4KC21lc3NhZ2VfaWRzGAIgAygJQgmKtRgFCAIo6AcSIAoLY29uc3VtZXJfaWQYAyABKAlCBoq1GAIIA0gAiAEBEiYKDWRlbGF5X3NlY29uZHMYBCABKAVCCoq1GAYQABiAowVIAYgBAUIOCgxfY29uc3VtZXJfaWRCEAoOX2RlbGF5X3NlY29uZHMizgEKGE1vZGlmeUFja0RlYWRsaW5lUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSHgoLbWVzc2FnZV9pZHMYAiADKAlCCYq1GAUIAijoBxIuChRhY2tfZGVhZGxpbmVfc2Vjb25kcxgDIAEoBUILirUYBxAAGNgEIAFIAIgBARIgCgtjb25zdW1lcl9pZBgEIAEoCUIGirUYAggDSAGIAQFCFwoVX2Fja19kZWFkbGluZV9zZWNvbmRzQg4KDF9jb25zdW1lcl9pZCKBAQoWTGlzdERscU1lc3NhZ2VzUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSGwoGb2Zmc2V0GAIgASgFQgaKtRgCEABIAIgBARIcCgVsaW1pdBgDIAEoBUIIirUYBBABGGRIAYgBAUIJCgdfb2Zmc2V0QggKBl9saW1pdCI/ChdMaXN0RGxxTWVzc2FnZXNSZXNwb25zZRIkCgRkYXRhGAEgAygLMhYuZmFzdHB1YnN1Yi52MS5NZXNzYWdlIlYKG1JlcHJvY2Vzc0RscU1lc3NhZ2VzUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSHgoLbWVzc2FnZV9pZHMYAiADKAlCCYq1GAUIAijoByI4Ch1HZXRTdWJzY3JpcHRpb25NZXRyaWNzUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkicAoTU3Vic2NyaXB0aW9uTWV0cmljcxIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSEQoJYXZhaWxhYmxlGAIgASgNEhEKCWRlbGl2ZXJlZBgDIAEoDRINCgVhY2tlZBgEIAEoDRILCgNkbHEYBSABKA0y1BEKE1N1YnNjcmlwdGlvblNlcnZpY2USkAEKEkNyZWF0ZVN1YnNjcmlwdGlvbhIoLmZhc3RwdWJzdWIudjEuQ3JlYXRlU3Vic2NyaXB0aW9uUmVxdWVzdBobLmZhc3RwdWJzdWIudjEuU3Vic2NyaXB0aW9uIjOStRgWChRzdWJzY3JpcHRpb25zOmNyZWF0ZYLT5JMCEzoBKiIOL3N1YnNjcmlwdGlvbnMSjgEKD0dldFN1YnNjcmlwdGlvbhIlLmZhc3RwdWJzdWIudjEuR2V0U3Vic2NyaXB0aW9uUmVxdWVzdBobLmZhc3RwdWJzdWIudjEuU3Vic2NyaXB0aW9uIjeStRgYChJzdWJzY3JpcHRpb25zOnJlYWQSAmlkgtPkkwIVEhMvc3Vic2NyaXB0aW9ucy97aWR9EpYBChFMaXN0U3Vic2NyaXB0aW9ucxInLmZhc3RwdWJzdWIudjEuTGlzdFN1YnNjcmlwdGlvbnNSZXF1ZXN0GiguZmFzdHB1YnN1Yi52MS5MaXN0U3Vic2NyaXB0aW9uc1Jlc3BvbnNlIi6StRgUChJzdWJzY3JpcHRpb25zOnJlYWSC0+STAhASDi9zdWJzY3JpcHRpb25zEpkBChJVcGRhdGVTdWJzY3JpcHRpb24SKC5mYXN0cHVic3ViLnYxLlVwZGF0ZVN1YnNjcmlwdGlvblJlcXVlc3QaGy5mYXN0cHVic3ViLnYxLlN1YnNjcmlwdGlvbiI8krUYGgoUc3Vic2NyaXB0aW9uczp1cGRhdGUSAmlkgtPkkwIYOgEqMhMvc3Vic2NyaXB0aW9ucy97aWR9EpEBChJEZWxldGVTdWJzY3JpcHRpb24SKC5mYXN0cHVic3ViLnYxLkRlbGV0ZVN1YnNjcmlwdGlvblJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiOZK1GBoKFHN1YnNjcmlwdGlvbnM6ZGVsZXRlEgJpZILT5JMCFSoTL3N1YnNjcmlwdGlvbnMve2lkfRK/AQoPQ29uc3VtZU1lc3NhZ2VzEiUuZmFzdHB1YnN1Yi52MS5Db25zdW1lTWVzc2FnZXNSZXF1ZXN0GiYuZmFzdHB1YnN1Yi52MS5Db25zdW1lTWVzc2FnZXNSZXNwb25zZSJdkrUYKAoVc3Vic2NyaXB0aW9uczpjb25zdW1lEg9zdWJzY3JpcHRpb25faWSC0+STAisSKS9zdWJzY3JpcHRpb25zL3tzdWJzY3JpcHRpb25faWR9L21lc3NhZ2VzEo0BCg5TdHJlYW1NZXNzYWdlcxIkLmZhc3RwdWJzdWIudjEuU3RyZWFtTWVzc2FnZXNSZXF1ZXN0GiUuZmFzdHB1YnN1Yi52MS5TdHJlYW1NZXNzYWdlc1Jlc3BvbnNlIiyStRgoChVzdWJzY3JpcHRpb25zOmNvbnN1bWUSD3N1YnNjcmlwdGlvbl9pZDABErABCgtBY2tNZXNzYWdlcxIhLmZhc3RwdWJzdWIudjEuQWNrTWVzc2FnZXNSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ImaStRgoChVzdWJzY3JpcHRpb25zOmNvbnN1bWUSD3N1YnNjcmlwdGlvbl9pZILT5JMCNDoLbWVzc2FnZV9pZHMiJS9zdWJzY3JpcHRpb25zL3tzdWJzY3JpcHRpb25faWR9L2Fja3MSswEKDE5hY2tNZXNzYWdlcxIiLmZhc3RwdWJzdWIudjEuTmFja01lc3NhZ2VzUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSJnkrUYKAoVc3Vic2NyaXB0aW9uczpjb25zdW1lEg9zdWJzY3JpcHRpb25faWSC0+STAjU6C21lc3NhZ2VfaWRzIiYvc3Vic2NyaXB0aW9ucy97c3Vic2NyaXB0aW9uX2lkfS9uYWNrcxLBAQoRTW9kaWZ5QWNrRGVhZGxpbmUSJy5mYXN0cHVic3ViLnYxLk1vZGlmeUFja0RlYWRsaW5lUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSJrkrUYKAoVc3Vic2NyaXB0aW9uczpjb25zdW1lEg9zdWJzY3JpcHRpb25faWSC0+STAjk6ASoiNC9zdWJzY3JpcHRpb25zL3tzdWJzY3JpcHRpb25faWR9L21vZGlmeS1hY2stZGVhZGxpbmUSugEKD0xpc3REbHFNZXNzYWdlcxIlLmZhc3RwdWJzdWIudjEuTGlzdERscU1lc3NhZ2VzUmVxdWVzdBomLmZhc3RwdWJzdWIudjEuTGlzdERscU1lc3NhZ2VzUmVzcG9uc2UiWJK1GCgKFXN1YnNjcmlwdGlvbnM6Y29uc3VtZRIPc3Vic2NyaXB0aW9uX2lkgtPkkwImEiQvc3Vic2NyaXB0aW9ucy97c3Vic2NyaXB0aW9uX2lkfS9kbHESywEKFFJlcHJvY2Vzc0RscU1lc3NhZ2VzEiouZmFzdHB1YnN1Yi52MS5SZXByb2Nlc3NEbHFNZXNzYWdlc1JlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkib5K1GCgKFXN1YnNjcmlwdGlvbnM6Y29uc3VtZRIPc3Vic2NyaXB0aW9uX2lkgtPkkwI9OgttZXNzYWdlX2lkcyIuL3N1YnNjcmlwdGlvbnMve3N1YnNjcmlwdGlvbl9pZH0vZGxxL3JlcHJvY2VzcxLFAQoWR2V0U3Vic2NyaXB0aW9uTWV0cmljcxIsLmZhc3RwdWJzdWIudjEuR2V0U3Vic2NyaXB0aW9uTWV0cmljc1JlcXVlc3QaIi5mYXN0cHVic3ViLnYxLlN1YnNjcmlwdGlvbk1ldHJpY3MiWZK1GCUKEnN1YnNjcmlwdGlvbnM6cmVhZBIPc3Vic2NyaXB0aW9uX2lkgtPkkwIqEigvc3Vic2NyaXB0aW9ucy97c3Vic2NyaXB0aW9uX2lkfS9tZXRyaWNzQi5aLGZhc3RwdWJzdWIvZ2VuL2dvL2Zhc3RwdWJzdWIvdjE7ZmFzdHB1YnN1YnYxYgZwcm90bzM", [file_fastpubsub_v1_access, file_fastpubsub_v1_field_rules, file_google_api_annotations, file_google_protobuf_empty, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Subscription receives the messages of one topic that match its filter.
@@ -76,6 +76,14 @@ export type Subscription = Message$1<"fastpubsub.v1.Subscription"> & {
    * @generated from field: google.protobuf.Timestamp created_at = 7;
    */
   createdAt?: Timestamp | undefined;
+
+  /**
+   * ack_deadline_seconds is how long a delivery stays live (ackable) after it is
+   * made or its lease is extended; an expired delivery counts as a failed attempt.
+   *
+   * @generated from field: int32 ack_deadline_seconds = 8;
+   */
+  ackDeadlineSeconds: number;
 };
 
 /**
@@ -136,6 +144,13 @@ export type CreateSubscriptionRequest = Message$1<"fastpubsub.v1.CreateSubscript
    * @generated from field: optional int32 backoff_max_seconds = 6;
    */
   backoffMaxSeconds?: number | undefined;
+
+  /**
+   * ack_deadline_seconds is 1 to 600; FASTPUBSUB_SUBSCRIPTION_ACK_DEADLINE_SECONDS when unset.
+   *
+   * @generated from field: optional int32 ack_deadline_seconds = 7;
+   */
+  ackDeadlineSeconds?: number | undefined;
 };
 
 /**
@@ -216,6 +231,71 @@ export const ListSubscriptionsResponseSchema: GenMessage<ListSubscriptionsRespon
   messageDesc(file_fastpubsub_v1_subscription_service, 4);
 
 /**
+ * UpdateSubscriptionRequest names a subscription and the delivery settings to
+ * change; unset settings keep their values, and the result must still have
+ * backoff_min_seconds at most backoff_max_seconds.
+ *
+ * @generated from message fastpubsub.v1.UpdateSubscriptionRequest
+ */
+export type UpdateSubscriptionRequest = Message$1<"fastpubsub.v1.UpdateSubscriptionRequest"> & {
+  /**
+   * id is the subscription's name.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * max_delivery_attempts is at least 1.
+   *
+   * @generated from field: optional int32 max_delivery_attempts = 2;
+   */
+  maxDeliveryAttempts?: number | undefined;
+
+  /**
+   * backoff_min_seconds is at least 1.
+   *
+   * @generated from field: optional int32 backoff_min_seconds = 3;
+   */
+  backoffMinSeconds?: number | undefined;
+
+  /**
+   * backoff_max_seconds is at least 1.
+   *
+   * @generated from field: optional int32 backoff_max_seconds = 4;
+   */
+  backoffMaxSeconds?: number | undefined;
+
+  /**
+   * ack_deadline_seconds is 1 to 600.
+   *
+   * @generated from field: optional int32 ack_deadline_seconds = 5;
+   */
+  ackDeadlineSeconds?: number | undefined;
+
+  /**
+   * topic_id cannot change: a request that sets it is invalid_argument.
+   *
+   * @generated from field: optional string topic_id = 6;
+   */
+  topicId?: string | undefined;
+
+  /**
+   * filter cannot change: a request that sets it (even to null) is invalid_argument.
+   *
+   * @generated from field: google.protobuf.Value filter = 7;
+   */
+  filter?: Value | undefined;
+};
+
+/**
+ * Describes the message fastpubsub.v1.UpdateSubscriptionRequest.
+ * Use `create(UpdateSubscriptionRequestSchema)` to create a new message.
+ */
+export const UpdateSubscriptionRequestSchema: GenMessage<UpdateSubscriptionRequest> = /*@__PURE__*/
+  messageDesc(file_fastpubsub_v1_subscription_service, 5);
+
+/**
  * DeleteSubscriptionRequest names the subscription to delete.
  *
  * @generated from message fastpubsub.v1.DeleteSubscriptionRequest
@@ -234,7 +314,7 @@ export type DeleteSubscriptionRequest = Message$1<"fastpubsub.v1.DeleteSubscript
  * Use `create(DeleteSubscriptionRequestSchema)` to create a new message.
  */
 export const DeleteSubscriptionRequestSchema: GenMessage<DeleteSubscriptionRequest> = /*@__PURE__*/
-  messageDesc(file_fastpubsub_v1_subscription_service, 5);
+  messageDesc(file_fastpubsub_v1_subscription_service, 6);
 
 /**
  * Message is one published payload as delivered through one subscription.
@@ -283,7 +363,7 @@ export type Message = Message$1<"fastpubsub.v1.Message"> & {
  * Use `create(MessageSchema)` to create a new message.
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
-  messageDesc(file_fastpubsub_v1_subscription_service, 6);
+  messageDesc(file_fastpubsub_v1_subscription_service, 7);
 
 /**
  * ConsumeMessagesRequest asks for a batch of available messages.
@@ -311,6 +391,14 @@ export type ConsumeMessagesRequest = Message$1<"fastpubsub.v1.ConsumeMessagesReq
    * @generated from field: optional int32 batch_size = 3;
    */
   batchSize?: number | undefined;
+
+  /**
+   * wait_seconds is how long a call that finds no message waits for one, 0 to
+   * 60; 0 (return at once) when unset. A waiting call holds no database connection.
+   *
+   * @generated from field: optional int32 wait_seconds = 4;
+   */
+  waitSeconds?: number | undefined;
 };
 
 /**
@@ -318,7 +406,7 @@ export type ConsumeMessagesRequest = Message$1<"fastpubsub.v1.ConsumeMessagesReq
  * Use `create(ConsumeMessagesRequestSchema)` to create a new message.
  */
 export const ConsumeMessagesRequestSchema: GenMessage<ConsumeMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_fastpubsub_v1_subscription_service, 7);
+  messageDesc(file_fastpubsub_v1_subscription_service, 8);
 
 /**
  * ConsumeMessagesResponse is a batch of messages, now locked to the consumer.
@@ -339,7 +427,64 @@ export type ConsumeMessagesResponse = Message$1<"fastpubsub.v1.ConsumeMessagesRe
  * Use `create(ConsumeMessagesResponseSchema)` to create a new message.
  */
 export const ConsumeMessagesResponseSchema: GenMessage<ConsumeMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_fastpubsub_v1_subscription_service, 8);
+  messageDesc(file_fastpubsub_v1_subscription_service, 9);
+
+/**
+ * StreamMessagesRequest opens a stream of a subscription's messages.
+ *
+ * @generated from message fastpubsub.v1.StreamMessagesRequest
+ */
+export type StreamMessagesRequest = Message$1<"fastpubsub.v1.StreamMessagesRequest"> & {
+  /**
+   * subscription_id is the name of the subscription to consume from.
+   *
+   * @generated from field: string subscription_id = 1;
+   */
+  subscriptionId: string;
+
+  /**
+   * consumer_id identifies the consumer that the messages are locked to.
+   *
+   * @generated from field: string consumer_id = 2;
+   */
+  consumerId: string;
+
+  /**
+   * max_outstanding_messages is the largest number of messages delivered on the
+   * stream and not yet acked, nacked or expired, 1 to 1000; 100 when unset.
+   *
+   * @generated from field: optional int32 max_outstanding_messages = 3;
+   */
+  maxOutstandingMessages?: number | undefined;
+};
+
+/**
+ * Describes the message fastpubsub.v1.StreamMessagesRequest.
+ * Use `create(StreamMessagesRequestSchema)` to create a new message.
+ */
+export const StreamMessagesRequestSchema: GenMessage<StreamMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_fastpubsub_v1_subscription_service, 10);
+
+/**
+ * StreamMessagesResponse is a batch of messages, now locked to the stream's consumer.
+ *
+ * @generated from message fastpubsub.v1.StreamMessagesResponse
+ */
+export type StreamMessagesResponse = Message$1<"fastpubsub.v1.StreamMessagesResponse"> & {
+  /**
+   * data holds the delivered messages, oldest first; empty in a heartbeat.
+   *
+   * @generated from field: repeated fastpubsub.v1.Message data = 1;
+   */
+  data: Message[];
+};
+
+/**
+ * Describes the message fastpubsub.v1.StreamMessagesResponse.
+ * Use `create(StreamMessagesResponseSchema)` to create a new message.
+ */
+export const StreamMessagesResponseSchema: GenMessage<StreamMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_fastpubsub_v1_subscription_service, 11);
 
 /**
  * AckMessagesRequest names delivered messages that were processed.
@@ -360,6 +505,13 @@ export type AckMessagesRequest = Message$1<"fastpubsub.v1.AckMessagesRequest"> &
    * @generated from field: repeated string message_ids = 2;
    */
   messageIds: string[];
+
+  /**
+   * consumer_id, when set, limits the acks to messages delivered to that consumer.
+   *
+   * @generated from field: optional string consumer_id = 3;
+   */
+  consumerId?: string | undefined;
 };
 
 /**
@@ -367,7 +519,7 @@ export type AckMessagesRequest = Message$1<"fastpubsub.v1.AckMessagesRequest"> &
  * Use `create(AckMessagesRequestSchema)` to create a new message.
  */
 export const AckMessagesRequestSchema: GenMessage<AckMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_fastpubsub_v1_subscription_service, 9);
+  messageDesc(file_fastpubsub_v1_subscription_service, 12);
 
 /**
  * NackMessagesRequest names delivered messages that failed to process.
@@ -388,6 +540,21 @@ export type NackMessagesRequest = Message$1<"fastpubsub.v1.NackMessagesRequest">
    * @generated from field: repeated string message_ids = 2;
    */
   messageIds: string[];
+
+  /**
+   * consumer_id, when set, limits the nacks to messages delivered to that consumer.
+   *
+   * @generated from field: optional string consumer_id = 3;
+   */
+  consumerId?: string | undefined;
+
+  /**
+   * delay_seconds, when set, is how long the messages wait before they are
+   * available again, 0 to 86400, in place of the subscription's backoff.
+   *
+   * @generated from field: optional int32 delay_seconds = 4;
+   */
+  delaySeconds?: number | undefined;
 };
 
 /**
@@ -395,7 +562,50 @@ export type NackMessagesRequest = Message$1<"fastpubsub.v1.NackMessagesRequest">
  * Use `create(NackMessagesRequestSchema)` to create a new message.
  */
 export const NackMessagesRequestSchema: GenMessage<NackMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_fastpubsub_v1_subscription_service, 10);
+  messageDesc(file_fastpubsub_v1_subscription_service, 13);
+
+/**
+ * ModifyAckDeadlineRequest names live deliveries and their new lease.
+ *
+ * @generated from message fastpubsub.v1.ModifyAckDeadlineRequest
+ */
+export type ModifyAckDeadlineRequest = Message$1<"fastpubsub.v1.ModifyAckDeadlineRequest"> & {
+  /**
+   * subscription_id is the name of the subscription the messages were delivered through.
+   *
+   * @generated from field: string subscription_id = 1;
+   */
+  subscriptionId: string;
+
+  /**
+   * message_ids are the UUIDs of the messages, at most 1000.
+   *
+   * @generated from field: repeated string message_ids = 2;
+   */
+  messageIds: string[];
+
+  /**
+   * ack_deadline_seconds is the new lease, counted from now, 0 to 600; 0
+   * makes the messages available again at once.
+   *
+   * @generated from field: optional int32 ack_deadline_seconds = 3;
+   */
+  ackDeadlineSeconds?: number | undefined;
+
+  /**
+   * consumer_id, when set, limits the change to messages delivered to that consumer.
+   *
+   * @generated from field: optional string consumer_id = 4;
+   */
+  consumerId?: string | undefined;
+};
+
+/**
+ * Describes the message fastpubsub.v1.ModifyAckDeadlineRequest.
+ * Use `create(ModifyAckDeadlineRequestSchema)` to create a new message.
+ */
+export const ModifyAckDeadlineRequestSchema: GenMessage<ModifyAckDeadlineRequest> = /*@__PURE__*/
+  messageDesc(file_fastpubsub_v1_subscription_service, 14);
 
 /**
  * ListDlqMessagesRequest asks for one page of a dead-letter queue.
@@ -430,7 +640,7 @@ export type ListDlqMessagesRequest = Message$1<"fastpubsub.v1.ListDlqMessagesReq
  * Use `create(ListDlqMessagesRequestSchema)` to create a new message.
  */
 export const ListDlqMessagesRequestSchema: GenMessage<ListDlqMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_fastpubsub_v1_subscription_service, 11);
+  messageDesc(file_fastpubsub_v1_subscription_service, 15);
 
 /**
  * ListDlqMessagesResponse is one page of a dead-letter queue.
@@ -451,7 +661,7 @@ export type ListDlqMessagesResponse = Message$1<"fastpubsub.v1.ListDlqMessagesRe
  * Use `create(ListDlqMessagesResponseSchema)` to create a new message.
  */
 export const ListDlqMessagesResponseSchema: GenMessage<ListDlqMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_fastpubsub_v1_subscription_service, 12);
+  messageDesc(file_fastpubsub_v1_subscription_service, 16);
 
 /**
  * ReprocessDlqMessagesRequest names dead-lettered messages to deliver again.
@@ -479,7 +689,7 @@ export type ReprocessDlqMessagesRequest = Message$1<"fastpubsub.v1.ReprocessDlqM
  * Use `create(ReprocessDlqMessagesRequestSchema)` to create a new message.
  */
 export const ReprocessDlqMessagesRequestSchema: GenMessage<ReprocessDlqMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_fastpubsub_v1_subscription_service, 13);
+  messageDesc(file_fastpubsub_v1_subscription_service, 17);
 
 /**
  * GetSubscriptionMetricsRequest names the subscription to count.
@@ -500,7 +710,7 @@ export type GetSubscriptionMetricsRequest = Message$1<"fastpubsub.v1.GetSubscrip
  * Use `create(GetSubscriptionMetricsRequestSchema)` to create a new message.
  */
 export const GetSubscriptionMetricsRequestSchema: GenMessage<GetSubscriptionMetricsRequest> = /*@__PURE__*/
-  messageDesc(file_fastpubsub_v1_subscription_service, 14);
+  messageDesc(file_fastpubsub_v1_subscription_service, 18);
 
 /**
  * SubscriptionMetrics counts a subscription's messages by state.
@@ -551,7 +761,7 @@ export type SubscriptionMetrics = Message$1<"fastpubsub.v1.SubscriptionMetrics">
  * Use `create(SubscriptionMetricsSchema)` to create a new message.
  */
 export const SubscriptionMetricsSchema: GenMessage<SubscriptionMetrics> = /*@__PURE__*/
-  messageDesc(file_fastpubsub_v1_subscription_service, 15);
+  messageDesc(file_fastpubsub_v1_subscription_service, 19);
 
 /**
  * SubscriptionService manages subscriptions and the messages delivered through them.
@@ -591,6 +801,18 @@ export const SubscriptionService: GenService<{
     output: typeof ListSubscriptionsResponseSchema;
   },
   /**
+   * UpdateSubscription changes a subscription's delivery settings; deliveries
+   * made after the change use them. The topic and the filter cannot change: a
+   * request that names either is invalid_argument (REST: 422).
+   *
+   * @generated from rpc fastpubsub.v1.SubscriptionService.UpdateSubscription
+   */
+  updateSubscription: {
+    methodKind: "unary";
+    input: typeof UpdateSubscriptionRequestSchema;
+    output: typeof SubscriptionSchema;
+  },
+  /**
    * DeleteSubscription deletes a subscription and its messages.
    *
    * @generated from rpc fastpubsub.v1.SubscriptionService.DeleteSubscription
@@ -603,6 +825,8 @@ export const SubscriptionService: GenService<{
   /**
    * ConsumeMessages locks up to batch_size available messages to one consumer
    * and counts a delivery attempt for each. No two consumers get the same message.
+   * With wait_seconds, a call that finds nothing waits until a message is ready
+   * (and returns it) or until wait_seconds have passed (and returns none).
    *
    * @generated from rpc fastpubsub.v1.SubscriptionService.ConsumeMessages
    */
@@ -612,8 +836,24 @@ export const SubscriptionService: GenService<{
     output: typeof ConsumeMessagesResponseSchema;
   },
   /**
+   * StreamMessages delivers a subscription's messages as they become ready,
+   * keeping at most max_outstanding_messages delivered on the stream and not yet
+   * acked, nacked or expired. Acks and nacks go through AckMessages and
+   * NackMessages, on any server. A response with no data is a heartbeat. The
+   * stream ends with unavailable when the server shuts down, and with not_found
+   * when the subscription is deleted.
+   *
+   * @generated from rpc fastpubsub.v1.SubscriptionService.StreamMessages
+   */
+  streamMessages: {
+    methodKind: "server_streaming";
+    input: typeof StreamMessagesRequestSchema;
+    output: typeof StreamMessagesResponseSchema;
+  },
+  /**
    * AckMessages marks delivered messages as done. Ids that are unknown, not
-   * delivered, or of another subscription change nothing.
+   * delivered, expired, held by another consumer (when consumer_id is given) or
+   * of another subscription change nothing.
    *
    * @generated from rpc fastpubsub.v1.SubscriptionService.AckMessages
    */
@@ -624,14 +864,27 @@ export const SubscriptionService: GenService<{
   },
   /**
    * NackMessages makes delivered messages available again after the
-   * subscription's backoff, or moves them to the dead-letter queue once they
-   * have used up max_delivery_attempts.
+   * subscription's backoff (or after delay_seconds, when given), or moves them
+   * to the dead-letter queue once they have used up max_delivery_attempts.
    *
    * @generated from rpc fastpubsub.v1.SubscriptionService.NackMessages
    */
   nackMessages: {
     methodKind: "unary";
     input: typeof NackMessagesRequestSchema;
+    output: typeof EmptySchema;
+  },
+  /**
+   * ModifyAckDeadline extends the leases of live deliveries to
+   * ack_deadline_seconds from now, or with 0 makes the messages available again
+   * at once (the attempt counts, with no backoff). Ids that are not live
+   * deliveries change nothing.
+   *
+   * @generated from rpc fastpubsub.v1.SubscriptionService.ModifyAckDeadline
+   */
+  modifyAckDeadline: {
+    methodKind: "unary";
+    input: typeof ModifyAckDeadlineRequestSchema;
     output: typeof EmptySchema;
   },
   /**

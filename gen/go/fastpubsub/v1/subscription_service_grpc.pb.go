@@ -25,18 +25,37 @@ type SubscriptionServiceClient interface {
 	GetSubscription(ctx context.Context, in *GetSubscriptionRequest, opts ...grpc.CallOption) (*Subscription, error)
 	// ListSubscriptions returns a page of subscriptions ordered by id.
 	ListSubscriptions(ctx context.Context, in *ListSubscriptionsRequest, opts ...grpc.CallOption) (*ListSubscriptionsResponse, error)
+	// UpdateSubscription changes a subscription's delivery settings; deliveries
+	// made after the change use them. The topic and the filter cannot change: a
+	// request that names either is invalid_argument (REST: 422).
+	UpdateSubscription(ctx context.Context, in *UpdateSubscriptionRequest, opts ...grpc.CallOption) (*Subscription, error)
 	// DeleteSubscription deletes a subscription and its messages.
 	DeleteSubscription(ctx context.Context, in *DeleteSubscriptionRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// ConsumeMessages locks up to batch_size available messages to one consumer
 	// and counts a delivery attempt for each. No two consumers get the same message.
+	// With wait_seconds, a call that finds nothing waits until a message is ready
+	// (and returns it) or until wait_seconds have passed (and returns none).
 	ConsumeMessages(ctx context.Context, in *ConsumeMessagesRequest, opts ...grpc.CallOption) (*ConsumeMessagesResponse, error)
+	// StreamMessages delivers a subscription's messages as they become ready,
+	// keeping at most max_outstanding_messages delivered on the stream and not yet
+	// acked, nacked or expired. Acks and nacks go through AckMessages and
+	// NackMessages, on any server. A response with no data is a heartbeat. The
+	// stream ends with unavailable when the server shuts down, and with not_found
+	// when the subscription is deleted.
+	StreamMessages(ctx context.Context, in *StreamMessagesRequest, opts ...grpc.CallOption) (SubscriptionService_StreamMessagesClient, error)
 	// AckMessages marks delivered messages as done. Ids that are unknown, not
-	// delivered, or of another subscription change nothing.
+	// delivered, expired, held by another consumer (when consumer_id is given) or
+	// of another subscription change nothing.
 	AckMessages(ctx context.Context, in *AckMessagesRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// NackMessages makes delivered messages available again after the
-	// subscription's backoff, or moves them to the dead-letter queue once they
-	// have used up max_delivery_attempts.
+	// subscription's backoff (or after delay_seconds, when given), or moves them
+	// to the dead-letter queue once they have used up max_delivery_attempts.
 	NackMessages(ctx context.Context, in *NackMessagesRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// ModifyAckDeadline extends the leases of live deliveries to
+	// ack_deadline_seconds from now, or with 0 makes the messages available again
+	// at once (the attempt counts, with no backoff). Ids that are not live
+	// deliveries change nothing.
+	ModifyAckDeadline(ctx context.Context, in *ModifyAckDeadlineRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// ListDlqMessages returns a page of the subscription's dead-letter queue.
 	ListDlqMessages(ctx context.Context, in *ListDlqMessagesRequest, opts ...grpc.CallOption) (*ListDlqMessagesResponse, error)
 	// ReprocessDlqMessages moves dead-lettered messages back to the queue with
@@ -81,6 +100,15 @@ func (c *subscriptionServiceClient) ListSubscriptions(ctx context.Context, in *L
 	return out, nil
 }
 
+func (c *subscriptionServiceClient) UpdateSubscription(ctx context.Context, in *UpdateSubscriptionRequest, opts ...grpc.CallOption) (*Subscription, error) {
+	out := new(Subscription)
+	err := c.cc.Invoke(ctx, "/fastpubsub.v1.SubscriptionService/UpdateSubscription", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *subscriptionServiceClient) DeleteSubscription(ctx context.Context, in *DeleteSubscriptionRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
 	out := new(emptypb.Empty)
 	err := c.cc.Invoke(ctx, "/fastpubsub.v1.SubscriptionService/DeleteSubscription", in, out, opts...)
@@ -99,6 +127,38 @@ func (c *subscriptionServiceClient) ConsumeMessages(ctx context.Context, in *Con
 	return out, nil
 }
 
+func (c *subscriptionServiceClient) StreamMessages(ctx context.Context, in *StreamMessagesRequest, opts ...grpc.CallOption) (SubscriptionService_StreamMessagesClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_SubscriptionService_serviceDesc.Streams[0], "/fastpubsub.v1.SubscriptionService/StreamMessages", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &subscriptionServiceStreamMessagesClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type SubscriptionService_StreamMessagesClient interface {
+	Recv() (*StreamMessagesResponse, error)
+	grpc.ClientStream
+}
+
+type subscriptionServiceStreamMessagesClient struct {
+	grpc.ClientStream
+}
+
+func (x *subscriptionServiceStreamMessagesClient) Recv() (*StreamMessagesResponse, error) {
+	m := new(StreamMessagesResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 func (c *subscriptionServiceClient) AckMessages(ctx context.Context, in *AckMessagesRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
 	out := new(emptypb.Empty)
 	err := c.cc.Invoke(ctx, "/fastpubsub.v1.SubscriptionService/AckMessages", in, out, opts...)
@@ -111,6 +171,15 @@ func (c *subscriptionServiceClient) AckMessages(ctx context.Context, in *AckMess
 func (c *subscriptionServiceClient) NackMessages(ctx context.Context, in *NackMessagesRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
 	out := new(emptypb.Empty)
 	err := c.cc.Invoke(ctx, "/fastpubsub.v1.SubscriptionService/NackMessages", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *subscriptionServiceClient) ModifyAckDeadline(ctx context.Context, in *ModifyAckDeadlineRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
+	out := new(emptypb.Empty)
+	err := c.cc.Invoke(ctx, "/fastpubsub.v1.SubscriptionService/ModifyAckDeadline", in, out, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -155,18 +224,37 @@ type SubscriptionServiceServer interface {
 	GetSubscription(context.Context, *GetSubscriptionRequest) (*Subscription, error)
 	// ListSubscriptions returns a page of subscriptions ordered by id.
 	ListSubscriptions(context.Context, *ListSubscriptionsRequest) (*ListSubscriptionsResponse, error)
+	// UpdateSubscription changes a subscription's delivery settings; deliveries
+	// made after the change use them. The topic and the filter cannot change: a
+	// request that names either is invalid_argument (REST: 422).
+	UpdateSubscription(context.Context, *UpdateSubscriptionRequest) (*Subscription, error)
 	// DeleteSubscription deletes a subscription and its messages.
 	DeleteSubscription(context.Context, *DeleteSubscriptionRequest) (*emptypb.Empty, error)
 	// ConsumeMessages locks up to batch_size available messages to one consumer
 	// and counts a delivery attempt for each. No two consumers get the same message.
+	// With wait_seconds, a call that finds nothing waits until a message is ready
+	// (and returns it) or until wait_seconds have passed (and returns none).
 	ConsumeMessages(context.Context, *ConsumeMessagesRequest) (*ConsumeMessagesResponse, error)
+	// StreamMessages delivers a subscription's messages as they become ready,
+	// keeping at most max_outstanding_messages delivered on the stream and not yet
+	// acked, nacked or expired. Acks and nacks go through AckMessages and
+	// NackMessages, on any server. A response with no data is a heartbeat. The
+	// stream ends with unavailable when the server shuts down, and with not_found
+	// when the subscription is deleted.
+	StreamMessages(*StreamMessagesRequest, SubscriptionService_StreamMessagesServer) error
 	// AckMessages marks delivered messages as done. Ids that are unknown, not
-	// delivered, or of another subscription change nothing.
+	// delivered, expired, held by another consumer (when consumer_id is given) or
+	// of another subscription change nothing.
 	AckMessages(context.Context, *AckMessagesRequest) (*emptypb.Empty, error)
 	// NackMessages makes delivered messages available again after the
-	// subscription's backoff, or moves them to the dead-letter queue once they
-	// have used up max_delivery_attempts.
+	// subscription's backoff (or after delay_seconds, when given), or moves them
+	// to the dead-letter queue once they have used up max_delivery_attempts.
 	NackMessages(context.Context, *NackMessagesRequest) (*emptypb.Empty, error)
+	// ModifyAckDeadline extends the leases of live deliveries to
+	// ack_deadline_seconds from now, or with 0 makes the messages available again
+	// at once (the attempt counts, with no backoff). Ids that are not live
+	// deliveries change nothing.
+	ModifyAckDeadline(context.Context, *ModifyAckDeadlineRequest) (*emptypb.Empty, error)
 	// ListDlqMessages returns a page of the subscription's dead-letter queue.
 	ListDlqMessages(context.Context, *ListDlqMessagesRequest) (*ListDlqMessagesResponse, error)
 	// ReprocessDlqMessages moves dead-lettered messages back to the queue with
@@ -190,17 +278,26 @@ func (UnimplementedSubscriptionServiceServer) GetSubscription(context.Context, *
 func (UnimplementedSubscriptionServiceServer) ListSubscriptions(context.Context, *ListSubscriptionsRequest) (*ListSubscriptionsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListSubscriptions not implemented")
 }
+func (UnimplementedSubscriptionServiceServer) UpdateSubscription(context.Context, *UpdateSubscriptionRequest) (*Subscription, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UpdateSubscription not implemented")
+}
 func (UnimplementedSubscriptionServiceServer) DeleteSubscription(context.Context, *DeleteSubscriptionRequest) (*emptypb.Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DeleteSubscription not implemented")
 }
 func (UnimplementedSubscriptionServiceServer) ConsumeMessages(context.Context, *ConsumeMessagesRequest) (*ConsumeMessagesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ConsumeMessages not implemented")
 }
+func (UnimplementedSubscriptionServiceServer) StreamMessages(*StreamMessagesRequest, SubscriptionService_StreamMessagesServer) error {
+	return status.Errorf(codes.Unimplemented, "method StreamMessages not implemented")
+}
 func (UnimplementedSubscriptionServiceServer) AckMessages(context.Context, *AckMessagesRequest) (*emptypb.Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AckMessages not implemented")
 }
 func (UnimplementedSubscriptionServiceServer) NackMessages(context.Context, *NackMessagesRequest) (*emptypb.Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method NackMessages not implemented")
+}
+func (UnimplementedSubscriptionServiceServer) ModifyAckDeadline(context.Context, *ModifyAckDeadlineRequest) (*emptypb.Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ModifyAckDeadline not implemented")
 }
 func (UnimplementedSubscriptionServiceServer) ListDlqMessages(context.Context, *ListDlqMessagesRequest) (*ListDlqMessagesResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListDlqMessages not implemented")
@@ -278,6 +375,24 @@ func _SubscriptionService_ListSubscriptions_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SubscriptionService_UpdateSubscription_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateSubscriptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SubscriptionServiceServer).UpdateSubscription(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/fastpubsub.v1.SubscriptionService/UpdateSubscription",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SubscriptionServiceServer).UpdateSubscription(ctx, req.(*UpdateSubscriptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SubscriptionService_DeleteSubscription_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DeleteSubscriptionRequest)
 	if err := dec(in); err != nil {
@@ -314,6 +429,27 @@ func _SubscriptionService_ConsumeMessages_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SubscriptionService_StreamMessages_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StreamMessagesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(SubscriptionServiceServer).StreamMessages(m, &subscriptionServiceStreamMessagesServer{stream})
+}
+
+type SubscriptionService_StreamMessagesServer interface {
+	Send(*StreamMessagesResponse) error
+	grpc.ServerStream
+}
+
+type subscriptionServiceStreamMessagesServer struct {
+	grpc.ServerStream
+}
+
+func (x *subscriptionServiceStreamMessagesServer) Send(m *StreamMessagesResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 func _SubscriptionService_AckMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AckMessagesRequest)
 	if err := dec(in); err != nil {
@@ -346,6 +482,24 @@ func _SubscriptionService_NackMessages_Handler(srv interface{}, ctx context.Cont
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SubscriptionServiceServer).NackMessages(ctx, req.(*NackMessagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SubscriptionService_ModifyAckDeadline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ModifyAckDeadlineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SubscriptionServiceServer).ModifyAckDeadline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/fastpubsub.v1.SubscriptionService/ModifyAckDeadline",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SubscriptionServiceServer).ModifyAckDeadline(ctx, req.(*ModifyAckDeadlineRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -421,6 +575,10 @@ var _SubscriptionService_serviceDesc = grpc.ServiceDesc{
 			Handler:    _SubscriptionService_ListSubscriptions_Handler,
 		},
 		{
+			MethodName: "UpdateSubscription",
+			Handler:    _SubscriptionService_UpdateSubscription_Handler,
+		},
+		{
 			MethodName: "DeleteSubscription",
 			Handler:    _SubscriptionService_DeleteSubscription_Handler,
 		},
@@ -437,6 +595,10 @@ var _SubscriptionService_serviceDesc = grpc.ServiceDesc{
 			Handler:    _SubscriptionService_NackMessages_Handler,
 		},
 		{
+			MethodName: "ModifyAckDeadline",
+			Handler:    _SubscriptionService_ModifyAckDeadline_Handler,
+		},
+		{
 			MethodName: "ListDlqMessages",
 			Handler:    _SubscriptionService_ListDlqMessages_Handler,
 		},
@@ -449,6 +611,12 @@ var _SubscriptionService_serviceDesc = grpc.ServiceDesc{
 			Handler:    _SubscriptionService_GetSubscriptionMetrics_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "StreamMessages",
+			Handler:       _SubscriptionService_StreamMessages_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "fastpubsub/v1/subscription_service.proto",
 }

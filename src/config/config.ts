@@ -47,6 +47,7 @@ const Env = z
     FASTPUBSUB_API_REQUEST_TIMEOUT_SECONDS: integer(1).default(60),
     FASTPUBSUB_API_KEEPALIVE_TIMEOUT_SECONDS: integer(1).default(65),
     FASTPUBSUB_API_MAX_CONNECTIONS: integer(1).default(10_000),
+    FASTPUBSUB_API_MAX_STREAMS: integer(1).default(1_000),
     FASTPUBSUB_API_CORS_ORIGINS: z
       .string()
       .transform((origins) =>
@@ -125,6 +126,7 @@ function configFromEnv(env: z.output<typeof Env>) {
     apiRequestTimeoutSeconds: env.FASTPUBSUB_API_REQUEST_TIMEOUT_SECONDS,
     apiKeepaliveTimeoutSeconds: env.FASTPUBSUB_API_KEEPALIVE_TIMEOUT_SECONDS,
     apiMaxConnections: env.FASTPUBSUB_API_MAX_CONNECTIONS,
+    apiMaxStreams: env.FASTPUBSUB_API_MAX_STREAMS,
     apiCorsOrigins: env.FASTPUBSUB_API_CORS_ORIGINS,
     authEnabled: env.FASTPUBSUB_AUTH_ENABLED,
     authSecretKey: env.FASTPUBSUB_AUTH_SECRET_KEY,

@@ -8,7 +8,7 @@ import type { DatabaseConnection } from "./pool.ts";
 /** The connections of a cluster's primary process: its maintenance jobs and queue gauges. */
 export const primaryConnections = 2;
 
-type Settings = Pick<Config, "databasePoolSize" | "databaseMaxOverflow" | "apiNumWorkers" | "authEnabled">;
+type Settings = Pick<Config, "databasePoolSize" | "databaseMaxOverflow" | "apiNumWorkers">;
 
 const LimitsRow = z.object({ max_connections: z.number(), reserved: z.number(), in_use: z.number() });
 
@@ -19,8 +19,8 @@ const LimitsRow = z.object({ max_connections: z.number(), reserved: z.number(), 
  */
 export async function checkConnectionBudget(db: DatabaseConnection, settings: Settings, logger: Logger) {
   const pools = poolConnections(settings);
-  const listening = settings.authEnabled ? 1 : 0;
-  const perProcess = pools.queue + pools.main + listening;
+  // One more for the listening connection (wake-ups and token revocations).
+  const perProcess = pools.queue + pools.main + 1;
   const workers = settings.apiNumWorkers;
   const needed = workers * perProcess + (workers > 1 ? primaryConnections : 0);
   const limits = await db.one(sql.type(LimitsRow)`

@@ -118,3 +118,42 @@ const QueueStatsRow = z.object({
 export function getQueueStats(db: DatabaseConnection) {
   return db.any(sql.type(QueueStatsRow)`SELECT * FROM queue_stats()`);
 }
+
+/** A batch delivered to a stream, and the stream consumer's live deliveries after it. */
+export interface StreamBatch {
+  rows: MessageRow[];
+  outstanding: number;
+}
+
+/** Delivers up to `batchSize` ready messages to a stream's consumer, keeping its live deliveries within `maxOutstanding`. */
+export async function streamMessages(
+  queue: QueueClient,
+  subscriptionId: string,
+  consumerId: string,
+  maxOutstanding: number,
+  batchSize: number,
+): Promise<StreamBatch> {
+  const { rows } = await queue.query<Omit<MessageRow, "id"> & { id: string | null; outstanding: number }>({
+    name: "stream_messages",
+    text: `SELECT id, payload, delivery_attempts, floor(extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms, outstanding
+           FROM stream_messages($1, $2, $3, $4)`,
+    values: [subscriptionId, consumerId, maxOutstanding, batchSize],
+  });
+  const outstanding = rows[0]?.outstanding ?? 0;
+  return { rows: rows.filter((row): row is MessageRow & { outstanding: number } => row.id !== null), outstanding };
+}
+
+/** Returns those of the given subscriptions that have a message ready to be consumed. */
+export async function readySubscriptions(queue: QueueClient, subscriptionIds: readonly string[]): Promise<string[]> {
+  const { rows } = await queue.query<{ id: string }>({
+    name: "ready_subscriptions",
+    text: "SELECT id FROM ready_subscriptions($1::text[]) AS id",
+    values: [subscriptionIds],
+  });
+  return rows.map((row) => row.id);
+}
+
+/** Sends a notification on `channel`, outside any transaction of the hot path. */
+export async function notify(queue: QueueClient, channel: string, payload: string) {
+  await queue.query({ name: "notify", text: "SELECT pg_notify($1, $2)", values: [channel, payload] });
+}

@@ -10,15 +10,16 @@ import { createAuthService } from "../services/auth-service.ts";
 import { createClientService } from "../services/client-service.ts";
 import { createSubscriptionService } from "../services/subscription-service.ts";
 import { createTopicService } from "../services/topic-service.ts";
+import type { Waiting } from "../waiting/waiting.ts";
 
 /** The four services of the API. */
 export const services = [TopicService, SubscriptionService, ClientService, AuthService] as const;
 
 /** Registers the four services. */
-export function createRoutes(db: Database, config: Config, tokens: Tokens | undefined) {
+export function createRoutes(db: Database, config: Config, tokens: Tokens | undefined, waiting: Waiting) {
   return (router: ConnectRouter) => {
-    router.service(TopicService, createTopicService(db));
-    router.service(SubscriptionService, createSubscriptionService(db, config));
+    router.service(TopicService, createTopicService(db, waiting));
+    router.service(SubscriptionService, createSubscriptionService(db, config, waiting));
     router.service(ClientService, createClientService(db.pool));
     router.service(AuthService, createAuthService(db.pool, tokens));
   };

@@ -7,9 +7,11 @@ import { checkConnectionBudget } from "../db/connection-budget.ts";
 import { openDatabase } from "../db/database.ts";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../db/embedded.ts";
 import { migrate } from "../db/migrate.ts";
+import { createNotifications } from "../db/notifications.ts";
 import { retryWhileUnavailable } from "../db/retry.ts";
 import { startMaintenance } from "../jobs/maintenance.ts";
 import type { Logger } from "../logger.ts";
+import { createWaiting } from "../waiting/waiting.ts";
 import { createRequestHandler } from "./handler.ts";
 import { readiness } from "./health.ts";
 import { accessRules, createAuthInterceptor } from "./interceptors/auth.ts";
@@ -61,14 +63,15 @@ export async function serve(
   let prepared = false;
   const rules = accessRules(services);
   const tokens = config.authSecretKey ? createTokens(config) : undefined;
-  const states =
-    config.authEnabled && tokens ? createClientStates({ url: config.databaseListenUrl ?? databaseUrl, db: db.pool, logger }) : undefined;
+  const notifications = createNotifications({ url: config.databaseListenUrl ?? databaseUrl, logger });
+  const states = config.authEnabled && tokens ? createClientStates({ notifications, db: db.pool }) : undefined;
+  const waiting = createWaiting({ db, notifications, logger, settings: { maxStreams: config.apiMaxStreams } });
   const metrics = createMetrics({ db, logger, queueGauges: options.queueGauges });
   const interceptors = [metrics.interceptor, createErrorInterceptor(logger), refuseUntil(() => prepared)];
   if (states && tokens) interceptors.push(createAuthInterceptor({ rules, tokens, states }));
   interceptors.push(createValidationInterceptor());
   const handler = createRequestHandler({
-    routes: createRoutes(db, config, tokens),
+    routes: createRoutes(db, config, tokens, waiting),
     interceptors,
     readiness: () => readiness(db, prepared),
     logger,
@@ -77,7 +80,7 @@ export async function serve(
     metrics,
     renderMetrics: options.renderMetrics ?? metrics.render,
   });
-  void states?.start();
+  void notifications.start();
 
   const stopping = new AbortController();
   let stopMaintenance = async () => {};
@@ -95,10 +98,12 @@ export async function serve(
   let listener: Listener | undefined;
   const close = async () => {
     stopping.abort();
+    // Long-polls answer at once and streams end, so that they do not hold the shutdown.
+    waiting.close();
     await listener?.close(config.apiShutdownTimeoutSeconds * 1000);
     await ready.catch(() => {});
     await stopMaintenance();
-    await states?.close();
+    await notifications.close();
     await db.end();
   };
   try {

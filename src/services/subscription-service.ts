@@ -8,6 +8,7 @@ import { messageIdFromUuid, messageUuid } from "../db/message-ids.ts";
 import * as messages from "../db/messages.ts";
 import { pageOf } from "../db/page.ts";
 import * as subscriptions from "../db/subscriptions.ts";
+import type { Waiting } from "../waiting/waiting.ts";
 
 /** Converts a subscriptions row into the API's Subscription; a null filter stays null. */
 export function subscriptionFromRow(row: subscriptions.SubscriptionRow) {
@@ -38,6 +39,11 @@ function messageIds(uuids: readonly string[]) {
   return uuids.map(messageIdFromUuid).filter((id) => id !== undefined);
 }
 
+// A stream takes at most this many messages per statement, like a consume's largest batch.
+const streamBatchSize = 100;
+// A stream with nothing to deliver sends an empty response this often, so that proxies keep it open.
+const streamHeartbeatMs = 15_000;
+
 const countMax = 0xffff_ffff;
 const count = (value: bigint) => Number(value > BigInt(countMax) ? BigInt(countMax) : value);
 
@@ -51,7 +57,7 @@ type Settings = Pick<
  * take the configured defaults, and a delivery stays live (ackable) for
  * FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS.
  */
-export function createSubscriptionService(db: Database, settings: Settings): ServiceImpl<typeof SubscriptionService> {
+export function createSubscriptionService(db: Database, settings: Settings, waiting: Waiting): ServiceImpl<typeof SubscriptionService> {
   const lockTimeout = settings.cleanupStuckMessagesLockTimeoutSeconds;
   return {
     async createSubscription(request) {
@@ -84,16 +90,65 @@ export function createSubscriptionService(db: Database, settings: Settings): Ser
       await subscriptions.deleteSubscription(db.pool, request.id);
       return {};
     },
-    async consumeMessages(request) {
-      const rows = await messages.consumeMessages(db.queue, request.subscriptionId, request.consumerId, request.batchSize ?? 10);
-      return { data: rows.map((row) => messageFromRow(request.subscriptionId, row)) };
+    async consumeMessages(request, context) {
+      const { subscriptionId, consumerId } = request;
+      const batchSize = request.batchSize ?? 10;
+      const consume = async () => {
+        const rows = await messages.consumeMessages(db.queue, subscriptionId, consumerId, batchSize);
+        // A full batch may have left more behind for another waiter.
+        if (rows.length === batchSize) waiting.passOn(subscriptionId);
+        return { data: rows.map((row) => messageFromRow(subscriptionId, row)) };
+      };
+      const waitMs = (request.waitSeconds ?? 0) * 1000;
+      if (waitMs === 0) return consume();
+      const until = performance.now() + waitMs;
+      const waiter = await waiting.arm(subscriptionId, "long-poll");
+      try {
+        while (!waiting.closed) {
+          const answer = await consume();
+          if (answer.data.length > 0) return answer;
+          if ((await waiter.wait(until - performance.now(), context.signal)) !== "woken") break;
+        }
+        return { data: [] };
+      } finally {
+        waiter.disarm();
+      }
+    },
+    async *streamMessages(request, context) {
+      const { subscriptionId, consumerId } = request;
+      const maxOutstanding = request.maxOutstandingMessages ?? 100;
+      const waiter = await waiting.arm(subscriptionId, "stream");
+      try {
+        let quietSince = performance.now();
+        for (;;) {
+          if (waiting.closed) throw new ConnectError("the server is shutting down; reconnect", Code.Unavailable);
+          const batch = await messages.streamMessages(db.queue, subscriptionId, consumerId, maxOutstanding, streamBatchSize);
+          if (batch.rows.length > 0) {
+            yield { data: batch.rows.map((row) => messageFromRow(subscriptionId, row)) };
+            quietSince = performance.now();
+            // A full batch with room left: more may be ready at once.
+            if (batch.rows.length === streamBatchSize && batch.outstanding < maxOutstanding) continue;
+          }
+          waiter.full = batch.outstanding >= maxOutstanding;
+          const end = await waiter.wait(quietSince + streamHeartbeatMs - performance.now(), context.signal);
+          if (end === "aborted") return;
+          if (end === "timeout") {
+            yield { data: [] };
+            quietSince = performance.now();
+          }
+        }
+      } finally {
+        waiter.disarm();
+      }
     },
     async ackMessages(request) {
-      await messages.ackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), lockTimeout);
+      const acked = await messages.ackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), lockTimeout);
+      if (acked > 0) waiting.released(request.subscriptionId);
       return {};
     },
     async nackMessages(request) {
-      await messages.nackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), lockTimeout);
+      const released = await messages.nackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), lockTimeout);
+      if (released > 0) waiting.released(request.subscriptionId);
       return {};
     },
     async listDlqMessages(request) {
@@ -102,8 +157,15 @@ export function createSubscriptionService(db: Database, settings: Settings): Ser
       return { data: rows.map((row) => messageFromRow(request.subscriptionId, row)) };
     },
     async reprocessDlqMessages(request) {
-      await messages.reprocessDlqMessages(db.pool, request.subscriptionId, messageIds(request.messageIds));
+      const revived = await messages.reprocessDlqMessages(db.pool, request.subscriptionId, messageIds(request.messageIds));
+      if (revived > 0) waiting.passOn(request.subscriptionId);
       return {};
+    },
+    async updateSubscription() {
+      throw new ConnectError("not implemented yet", Code.Unimplemented);
+    },
+    async modifyAckDeadline() {
+      throw new ConnectError("not implemented yet", Code.Unimplemented);
     },
     async getSubscriptionMetrics(request) {
       const metrics = await messages.getSubscriptionMetrics(db.pool, request.subscriptionId);

@@ -6,14 +6,15 @@ import type { Database } from "../db/database.ts";
 import * as messages from "../db/messages.ts";
 import { pageOf } from "../db/page.ts";
 import * as topics from "../db/topics.ts";
+import type { Waiting } from "../waiting/waiting.ts";
 
 /** Converts a topics row into the API's Topic. */
 export function topicFromRow(row: topics.TopicRow) {
   return create(TopicSchema, { id: row.id, createdAt: timestampFromMs(row.created_at) });
 }
 
-/** Implements TopicService over the database. */
-export function createTopicService(db: Database): ServiceImpl<typeof TopicService> {
+/** Implements TopicService over the database; a publish wakes the consumers that wait on the topic. */
+export function createTopicService(db: Database, waiting: Waiting): ServiceImpl<typeof TopicService> {
   return {
     async createTopic(request) {
       return topicFromRow(await topics.createTopic(db.pool, request.id));
@@ -30,7 +31,8 @@ export function createTopicService(db: Database): ServiceImpl<typeof TopicServic
       return {};
     },
     async publishMessages(request) {
-      await messages.publishMessages(db.queue, request.topicId, request.messages);
+      const routed = await messages.publishMessages(db.queue, request.topicId, request.messages);
+      if (routed > 0) waiting.published(request.topicId);
       return {};
     },
   };

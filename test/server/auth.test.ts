@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { decodeJwt, SignJWT } from "jose";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { listenerName } from "../../src/auth/client-states.ts";
+import { listenerName } from "../../src/db/notifications.ts";
 import { createDatabasePool } from "../../src/db/pool.ts";
 import { registerClient } from "../../src/services/client-service.ts";
 import { expectCode } from "../support/expect-code.ts";

@@ -1,0 +1,162 @@
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { LRUCache } from "lru-cache";
+import type { Database } from "../db/database.ts";
+import { notify, readySubscriptions } from "../db/messages.ts";
+import type { Notifications } from "../db/notifications.ts";
+import { getSubscription } from "../db/subscriptions.ts";
+import type { Logger } from "../logger.ts";
+import { createWaiters, type Waiter, type WaiterKind } from "./waiters.ts";
+
+const channel = "fastpubsub_messages";
+
+/** How the server wakes consumers that wait. */
+export interface WaitingSettings {
+  /** The most streams open at once in this process; one more is refused with resource_exhausted. */
+  maxStreams: number;
+  /** How often waiting consumers are checked against the database for what no wake-up announced (ms). */
+  fallbackMs?: number;
+  /** The same while notifications cannot be heard (ms). */
+  pollingMs?: number;
+  /** How long a topic's NOTIFY is held back after one was sent, so that a burst of publishes sends two, not one each (ms). */
+  coalesceMs?: number;
+}
+
+/**
+ * Waiting consumers of one server process (long-polls and streams), and what
+ * wakes them: a publish through this process wakes its topic's waiters at
+ * once; other processes hear it through a NOTIFY on channel
+ * fastpubsub_messages, at most one per topic per short window, sent after the
+ * publish committed and outside its transaction (NOTIFY serialises the commits
+ * of the transactions that send one); and a fallback check, one statement for
+ * all waiting subscriptions, finds what a lost notification missed (every
+ * second, or every quarter second while notifications cannot be heard).
+ */
+export function createWaiting(options: { db: Database; notifications: Notifications; logger: Logger; settings: WaitingSettings }) {
+  const { db, notifications, settings } = options;
+  const fallbackMs = settings.fallbackMs ?? 1_000;
+  const pollingMs = settings.pollingMs ?? 250;
+  const coalesceMs = settings.coalesceMs ?? 10;
+  const waiters = createWaiters();
+  const instance = randomUUID();
+  // A subscription's topic never changes; a deleted one is found by the consumer's next statement.
+  const topics = new LRUCache<string, string>({ max: 10_000, ttl: 60_000 });
+  // Topics whose NOTIFY went out within the window: "again" when another publish came meanwhile.
+  const recentNotifies = new Map<string, "sent" | "again">();
+  let closed = false;
+
+  notifications.subscribe(channel, {
+    notified(payload) {
+      const [from, topicId] = payload.split(" ");
+      if (from !== instance && topicId) waiters.wakeTopic(topicId);
+    },
+    // Anything published while nobody listened is found by a check now.
+    listening: () => void check(),
+  });
+
+  const sendNotify = (topicId: string) => {
+    notify(db.queue, channel, `${instance} ${topicId}`).catch((error: unknown) =>
+      options.logger.debug("could not notify other servers of a publish", { error: String(error) }),
+    );
+    const timer = setTimeout(() => {
+      if (recentNotifies.get(topicId) === "again") {
+        recentNotifies.set(topicId, "sent");
+        sendNotify(topicId);
+      } else {
+        recentNotifies.delete(topicId);
+      }
+    }, coalesceMs);
+    timer.unref();
+  };
+
+  let checking = false;
+  async function check() {
+    if (checking || closed) return;
+    checking = true;
+    try {
+      waiters.wakeFull();
+      const waiting = waiters.waitingSubscriptions();
+      if (waiting.length === 0) return;
+      for (const subscriptionId of await readySubscriptions(db.queue, waiting)) waiters.wakeSubscription(subscriptionId);
+    } catch (error) {
+      options.logger.debug("the check of waiting consumers failed", { error: String(error) });
+    } finally {
+      checking = false;
+    }
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const schedule = () => {
+    timer = setTimeout(
+      () => {
+        void check().finally(() => closed || schedule());
+      },
+      notifications.listening ? fallbackMs : pollingMs,
+    );
+    timer.unref();
+  };
+  schedule();
+
+  return {
+    /**
+     * Arms a waiter of a kind on a subscription, before its caller looks for
+     * messages; throws not_found for a missing subscription, and
+     * resource_exhausted for a stream beyond the limit. Disarm it once done.
+     */
+    async arm(subscriptionId: string, kind: WaiterKind): Promise<Waiter> {
+      let topicId = topics.get(subscriptionId);
+      if (topicId === undefined) {
+        topicId = (await getSubscription(db.pool, subscriptionId)).topic_id;
+        topics.set(subscriptionId, topicId);
+      }
+      // A stream keeps one waiter armed for as long as it is open.
+      if (kind === "stream" && waiters.counts().stream >= settings.maxStreams) {
+        throw new ConnectError(
+          `this server has ${settings.maxStreams} streams open, its limit (FASTPUBSUB_API_MAX_STREAMS); retry later or on another server`,
+          Code.ResourceExhausted,
+        );
+      }
+      return waiters.arm(subscriptionId, topicId, kind);
+    },
+
+    /** Tells waiters that a topic has new messages: this process's at once, other processes' through a coalesced NOTIFY. */
+    published(topicId: string) {
+      waiters.wakeTopic(topicId);
+      if (closed) return;
+      if (recentNotifies.has(topicId)) {
+        recentNotifies.set(topicId, "again");
+        return;
+      }
+      recentNotifies.set(topicId, "sent");
+      sendNotify(topicId);
+    },
+
+    /** Tells waiters that deliveries of a subscription ended (acked, nacked, released): streams at their limit have room. */
+    released(subscriptionId: string) {
+      waiters.wakeFull(subscriptionId);
+      waiters.wakeSubscription(subscriptionId);
+    },
+
+    /** Passes a wake-up on to another waiter of the subscription: a consumer that found a full batch calls it, as more may be ready. */
+    passOn(subscriptionId: string) {
+      waiters.wakeSubscription(subscriptionId);
+    },
+
+    /** Whether the server is shutting down: waits end at once. */
+    get closed() {
+      return closed;
+    },
+
+    /** How many long-polls and streams are waiting or open. */
+    counts: waiters.counts,
+
+    /** Ends every wait: long-polls answer what they have, streams end with unavailable. */
+    close() {
+      closed = true;
+      clearTimeout(timer);
+      waiters.close();
+    },
+  };
+}
+
+/** The waiting consumers of one server process. */
+export type Waiting = ReturnType<typeof createWaiting>;

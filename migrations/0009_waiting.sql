@@ -6,20 +6,21 @@
 -- waiting subscriptions.
 
 -- ready_subscriptions returns those of the given subscriptions that have a message
--- ready to be consumed (one lookup each in the ready index).
+-- ready to be consumed (one lookup each in the ready index), or that no longer exist
+-- (their waiters then learn it from their next statement).
 CREATE FUNCTION ready_subscriptions(p_subscription_ids TEXT[])
 RETURNS SETOF TEXT
 LANGUAGE sql
 STABLE
 SET enable_seqscan = off
 AS $$
-    SELECT s.id
-    FROM subscriptions AS s
-    WHERE s.id = ANY (p_subscription_ids)
-      AND EXISTS (
-          SELECT 1 FROM messages AS m
-          WHERE m.subscription_key = s.key AND m.locked_at IS NULL AND m.available_at <= now()
-      );
+    SELECT w.id
+    FROM unnest(p_subscription_ids) AS w (id)
+    LEFT JOIN subscriptions AS s ON s.id = w.id
+    WHERE s.key IS NULL OR EXISTS (
+        SELECT 1 FROM messages AS m
+        WHERE m.subscription_key = s.key AND m.locked_at IS NULL AND m.available_at <= now()
+    );
 $$;
 
 -- stream_messages delivers to a stream's consumer up to p_batch_size ready messages,

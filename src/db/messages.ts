@@ -143,7 +143,7 @@ export async function streamMessages(
   return { rows: rows.filter((row): row is MessageRow & { outstanding: number } => row.id !== null), outstanding };
 }
 
-/** Returns those of the given subscriptions that have a message ready to be consumed. */
+/** Returns those of the given subscriptions that have a message ready to be consumed, or that no longer exist. */
 export async function readySubscriptions(queue: QueueClient, subscriptionIds: readonly string[]): Promise<string[]> {
   const { rows } = await queue.query<{ id: string }>({
     name: "ready_subscriptions",

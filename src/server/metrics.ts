@@ -5,6 +5,7 @@ import type { Database } from "../db/database.ts";
 import { getQueueStats } from "../db/messages.ts";
 import type { DatabaseConnection } from "../db/pool.ts";
 import type { Logger } from "../logger.ts";
+import type { Waiting } from "../waiting/waiting.ts";
 import { kRestRoute } from "./context.ts";
 
 const durationBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -12,10 +13,11 @@ const durationBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 /**
  * The server's Prometheus metrics, in a registry of its own: the seed's http_requests_total and
  * http_request_duration_seconds, RPC series by procedure, protocol and code,
- * in-flight requests, Node's process metrics, the database pools, and (with
+ * in-flight requests, open streams and waiting long-polls, Node's process
+ * metrics, the database pools, and (with
  * `queueGauges`) the queue gauges of every subscription.
  */
-export function createMetrics(options: { db: Database; logger: Logger; queueGauges: boolean }) {
+export function createMetrics(options: { db: Database; logger: Logger; queueGauges: boolean; waiting: Pick<Waiting, "counts"> }) {
   const registry = new Registry();
   const registers = [registry];
   collectDefaultMetrics({ register: registry });
@@ -64,6 +66,22 @@ export function createMetrics(options: { db: Database; logger: Logger; queueGaug
       this.set({ pool: "main", state: "in_use" }, main.acquiredConnections);
       this.set({ pool: "main", state: "idle" }, main.idleConnections);
       this.set({ pool: "main", state: "waiting" }, main.waitingClients);
+    },
+  });
+  new Gauge({
+    name: "fastpubsub_streams_open",
+    registers,
+    help: "StreamMessages streams open",
+    collect() {
+      this.set(options.waiting.counts().stream);
+    },
+  });
+  new Gauge({
+    name: "fastpubsub_long_polls_waiting",
+    registers,
+    help: "ConsumeMessages calls waiting for messages (wait_seconds)",
+    collect() {
+      this.set(options.waiting.counts()["long-poll"]);
     },
   });
   if (options.queueGauges) registerQueueGauges(registry, options.db.pool, options.logger);

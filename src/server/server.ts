@@ -16,6 +16,7 @@ import { createRequestHandler } from "./handler.ts";
 import { readiness } from "./health.ts";
 import { accessRules, createAuthInterceptor } from "./interceptors/auth.ts";
 import { createErrorInterceptor } from "./interceptors/errors.ts";
+import { createSingleRequestInterceptor } from "./interceptors/single-request.ts";
 import { createValidationInterceptor } from "./interceptors/validation.ts";
 import { type Listener, listen } from "./listener.ts";
 import { createMetrics } from "./metrics.ts";
@@ -66,8 +67,8 @@ export async function serve(
   const notifications = createNotifications({ url: config.databaseListenUrl ?? databaseUrl, logger });
   const states = config.authEnabled && tokens ? createClientStates({ notifications, db: db.pool }) : undefined;
   const waiting = createWaiting({ db, notifications, logger, settings: { maxStreams: config.apiMaxStreams } });
-  const metrics = createMetrics({ db, logger, queueGauges: options.queueGauges });
-  const interceptors = [metrics.interceptor, createErrorInterceptor(logger), refuseUntil(() => prepared)];
+  const metrics = createMetrics({ db, logger, queueGauges: options.queueGauges, waiting });
+  const interceptors = [metrics.interceptor, createErrorInterceptor(logger), createSingleRequestInterceptor(), refuseUntil(() => prepared)];
   if (states && tokens) interceptors.push(createAuthInterceptor({ rules, tokens, states }));
   interceptors.push(createValidationInterceptor());
   const handler = createRequestHandler({

@@ -88,6 +88,8 @@ export function createSubscriptionService(db: Database, settings: Settings, wait
     },
     async deleteSubscription(request) {
       await subscriptions.deleteSubscription(db.pool, request.id);
+      // Its waiters in this process learn it at once (others from their fallback check).
+      waiting.deleted(request.id);
       return {};
     },
     async consumeMessages(request, context) {

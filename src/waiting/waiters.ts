@@ -118,6 +118,11 @@ export function createWaiters() {
       for (const entries of lists) for (const entry of entries) if (entry.full) wake(entry);
     },
 
+    /** Wakes every waiter of a subscription (it was deleted: each learns it from its next statement). */
+    wakeAll(subscriptionId: string) {
+      for (const entry of bySubscription.get(subscriptionId) ?? []) wake(entry);
+    },
+
     /** The subscriptions that have waiters for messages. */
     waitingSubscriptions(): string[] {
       return [...bySubscription].filter(([, entries]) => [...entries].some((entry) => !entry.full)).map(([id]) => id);

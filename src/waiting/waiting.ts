@@ -136,6 +136,11 @@ export function createWaiting(options: { db: Database; notifications: Notificati
       waiters.wakeSubscription(subscriptionId);
     },
 
+    /** Tells waiters that their subscription was deleted. */
+    deleted(subscriptionId: string) {
+      waiters.wakeAll(subscriptionId);
+    },
+
     /** Passes a wake-up on to another waiter of the subscription: a consumer that found a full batch calls it, as more may be ready. */
     passOn(subscriptionId: string) {
       waiters.wakeSubscription(subscriptionId);

@@ -7,6 +7,7 @@ import { InvalidTokenError, type Tokens } from "../../auth/tokens.ts";
 import { unauthenticated } from "../../auth/unauthenticated.ts";
 import { kClient } from "../context.ts";
 import { type MethodAccess, methodAccess } from "./method-access.ts";
+import { requestMessage } from "./single-request.ts";
 
 /** Reads the access rule of every RPC of the services; throws when one has none, so that nothing is open by mistake. */
 export function accessRules(services: readonly DescService[]): Map<DescMethod, MethodAccess> {
@@ -42,10 +43,8 @@ export function createAuthInterceptor(options: {
     if (!state) throw unauthenticated("Client not found", { token: true });
     if (!state.isActive) throw unauthenticated("Client disabled", { token: true });
     if (state.tokenVersion !== claims.ver) throw unauthenticated("Token revoked", { token: true });
-    const resourceId =
-      rule.resourceField && !request.stream
-        ? String((request.message as unknown as Record<string, unknown>)[rule.resourceField.localName] ?? "")
-        : undefined;
+    const message = requestMessage(request) as unknown as Record<string, unknown> | undefined;
+    const resourceId = rule.resourceField && message ? String(message[rule.resourceField.localName] ?? "") : undefined;
     const scopes = new Set(claims.scope.split(/\s+/).filter(Boolean));
     if (!hasScope(scopes, rule.scope, resourceId)) throw new ConnectError("Insufficient scope", Code.PermissionDenied);
     request.contextValues.set(kClient, { id: claims.sub, scopes });

@@ -2,6 +2,7 @@ import { type DescField, type DescMessage, getOption, hasOption, type Message } 
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { type FieldRules, Format, FormatSchema, rules } from "../../../gen/fastpubsub/v1/field_rules_pb.ts";
 import { fieldFormat } from "./field-formats.ts";
+import { requestMessage } from "./single-request.ts";
 import { findUnstorableValue } from "./unstorable-values.ts";
 
 /** A check of one field: a reason when the value breaks a rule, else undefined. */
@@ -75,12 +76,14 @@ export function validateMessage(schema: DescMessage, message: Message) {
 
 /**
  * Creates the interceptor that enforces the input rules written in the proto,
- * and refuses values that the service cannot store, on every unary request,
+ * and refuses values that the service cannot store, on every request message
+ * of a unary or server-streaming call,
  * whatever its protocol, before the handler runs.
  */
 export function createValidationInterceptor(): Interceptor {
   return (next) => async (request) => {
-    if (!request.stream) validateMessage(request.method.input, request.message);
+    const message = requestMessage(request);
+    if (message) validateMessage(request.method.input, message);
     return next(request);
   };
 }

@@ -1,0 +1,31 @@
+import type { Message } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { createAsyncIterable } from "@connectrpc/connect/protocol";
+
+/** The request message of a call that has one (unary or server-streaming), as the interceptors after this one see it. */
+export function requestMessage(request: Parameters<Parameters<Interceptor>[0]>[0]): Message | undefined {
+  return request.stream ? singleRequests.get(request.message) : request.message;
+}
+
+// A server-streaming call's request message, by the iterable that now yields it.
+const singleRequests = new WeakMap<AsyncIterable<unknown>, Message>();
+
+/**
+ * Creates the interceptor that reads the one request message of a
+ * server-streaming call before the interceptors after it run, so that auth
+ * (its resource id) and validation read it as they read a unary call's.
+ */
+export function createSingleRequestInterceptor(): Interceptor {
+  return (next) => async (request) => {
+    if (!request.stream || request.method.methodKind !== "server_streaming") return next(request);
+    let message: Message | undefined;
+    for await (const received of request.message) {
+      if (message !== undefined) throw new ConnectError("a server-streaming call takes one request message", Code.InvalidArgument);
+      message = received;
+    }
+    if (message === undefined) throw new ConnectError("a server-streaming call needs a request message", Code.InvalidArgument);
+    const single = createAsyncIterable([message]);
+    singleRequests.set(single, message);
+    return next({ ...request, message: single });
+  };
+}

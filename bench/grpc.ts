@@ -1,20 +1,24 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { createClient } from "@connectrpc/connect";
+import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { SubscriptionService } from "../gen/fastpubsub/v1/subscription_service_pb.ts";
 import { TopicService } from "../gen/fastpubsub/v1/topic_service_pb.ts";
 import type { Consumer, Driver, Publisher } from "./driver.ts";
 
-/** fastpubsub over gRPC with the generated client, one HTTP/2 connection per loop. */
-export function createGrpcDriver(baseUrl: string): Driver {
+/**
+ * fastpubsub over gRPC with the generated client, one HTTP/2 connection per
+ * loop; with `stream`, consumers read a StreamMessages stream instead of polling.
+ */
+export function createGrpcDriver(baseUrl: string, options: { stream?: boolean } = {}): Driver {
   let topic = "";
   const clients = () => {
     const transport = createGrpcTransport({ baseUrl });
     return { topics: createClient(TopicService, transport), subscriptions: createClient(SubscriptionService, transport) };
   };
   return {
-    name: "fastpubsub gRPC",
+    name: options.stream ? "fastpubsub gRPC streaming" : "fastpubsub gRPC",
     async setup(topicId, subscriptions) {
       topic = topicId;
       const admin = clients();
@@ -40,6 +44,7 @@ export function createGrpcDriver(baseUrl: string): Driver {
     async consumer(subscriptionId): Promise<Consumer> {
       const { subscriptions } = clients();
       const consumerId = `bench-${Math.random().toString(36).slice(2, 8)}`;
+      if (options.stream) return streamConsumer(subscriptions, subscriptionId, consumerId);
       return {
         async consume(batchSize) {
           return (await subscriptions.consumeMessages({ subscriptionId, consumerId, batchSize })).data;
@@ -54,6 +59,37 @@ export function createGrpcDriver(baseUrl: string): Driver {
       await clients()
         .topics.deleteTopic({ id: topic })
         .catch(() => undefined);
+    },
+  };
+}
+
+/**
+ * A consumer reading one stream: each consume returns the next response's
+ * messages (heartbeats skipped), or none after a second, so that a loop can stop.
+ */
+function streamConsumer(subscriptions: Client<typeof SubscriptionService>, subscriptionId: string, consumerId: string): Consumer {
+  const abort = new AbortController();
+  const responses = subscriptions
+    .streamMessages({ subscriptionId, consumerId, maxOutstandingMessages: 1000 }, { signal: abort.signal })
+    [Symbol.asyncIterator]();
+  let pending: ReturnType<typeof responses.next> | undefined;
+  return {
+    async consume() {
+      for (;;) {
+        pending ??= responses.next();
+        const next = await Promise.race([pending, sleep(1_000).then(() => undefined)]);
+        if (next === undefined) return [];
+        pending = undefined;
+        if (next.done) return [];
+        if (next.value.data.length > 0) return next.value.data;
+      }
+    },
+    async ack(ids) {
+      await subscriptions.ackMessages({ subscriptionId, messageIds: ids });
+    },
+    close: async () => {
+      abort.abort();
+      await pending?.catch(() => undefined);
     },
   };
 }

@@ -18,11 +18,15 @@ function connection(baseUrl: string) {
   return { expect, close: () => client.close() };
 }
 
-/** fastpubsub over its REST paths, one keep-alive connection per loop. */
-export function createRestDriver(baseUrl: string): Driver {
+/**
+ * fastpubsub over its REST paths, one keep-alive connection per loop; with
+ * `waitSeconds`, consumers long-poll instead of polling.
+ */
+export function createRestDriver(baseUrl: string, options: { waitSeconds?: number } = {}): Driver {
+  const wait = options.waitSeconds ? `&wait_seconds=${options.waitSeconds}` : "";
   let topic = "";
   return {
-    name: "fastpubsub REST",
+    name: options.waitSeconds ? "fastpubsub REST long-poll" : "fastpubsub REST",
     async setup(topicId, subscriptions) {
       topic = topicId;
       const admin = connection(baseUrl);
@@ -49,7 +53,7 @@ export function createRestDriver(baseUrl: string): Driver {
         async consume(batchSize) {
           const text = await client.expect(
             "GET",
-            `/subscriptions/${subscriptionId}/messages?consumer_id=${consumerId}&batch_size=${batchSize}`,
+            `/subscriptions/${subscriptionId}/messages?consumer_id=${consumerId}&batch_size=${batchSize}${wait}`,
             [200],
           );
           return (JSON.parse(text) as { data: { id: string; payload: unknown }[] }).data;

@@ -38,7 +38,9 @@ if (options.help) {
   process.stdout.write(`npm run bench -- [options]
 
   --scenario A|A-unthrottled|B|C|all   what to run (default all)
-  --targets baseline,rest,grpc         what to run it against (default all three); "bare" adds a reference
+  --targets baseline,rest,grpc         what to run it against (default all three); consumers that wait:
+                                       "rest-long-poll" (wait_seconds=5) and "grpc-stream" (StreamMessages,
+                                       max_outstanding_messages=1000); "bare" adds a reference
                                        point: the same SQL functions behind a bare node:http server
                                        (bench/bare-server.ts), to tell the HTTP hop's cost from the server's
   --url URL                            a running fastpubsub server; by default one is started on --database-url
@@ -77,13 +79,17 @@ const systems: Record<string, () => Promise<System | undefined>> = {
   bare: () => startChild(process.execPath, [join(import.meta.dirname, "bare-server.ts"), databaseUrl], /^(http:\S+)/),
   rest: fastpubsub,
   grpc: fastpubsub,
+  "rest-long-poll": fastpubsub,
+  "grpc-stream": fastpubsub,
 };
 
 const drivers: Record<string, (url: string) => Driver> = {
   baseline: () => createBaselineDriver(databaseUrl),
   bare: (url) => ({ ...createRestDriver(url), name: "bare node:http server" }),
-  rest: createRestDriver,
-  grpc: createGrpcDriver,
+  rest: (url) => createRestDriver(url),
+  grpc: (url) => createGrpcDriver(url),
+  "rest-long-poll": (url) => createRestDriver(url, { waitSeconds: 5 }),
+  "grpc-stream": (url) => createGrpcDriver(url, { stream: true }),
 };
 
 type ScenarioRun = (driver: Driver, timing: Timing) => Promise<Record<string, number>>;

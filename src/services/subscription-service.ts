@@ -132,12 +132,13 @@ export function createSubscriptionService(db: Database, settings: Settings, wait
             if (batch.rows.length === streamBatchSize && batch.outstanding < maxOutstanding) continue;
           }
           waiter.full = batch.outstanding >= maxOutstanding;
-          const end = await waiter.wait(quietSince + streamHeartbeatMs - performance.now(), context.signal);
-          if (end === "aborted") return;
-          if (end === "timeout") {
+          // Heartbeats cost no statement: whatever becomes ready wakes the waiter.
+          let end = await waiter.wait(quietSince + streamHeartbeatMs - performance.now(), context.signal);
+          for (; end === "timeout"; end = await waiter.wait(streamHeartbeatMs, context.signal)) {
             yield { data: [] };
             quietSince = performance.now();
           }
+          if (end === "aborted") return;
         }
       } finally {
         waiter.disarm();

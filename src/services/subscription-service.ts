@@ -115,5 +115,16 @@ export function createSubscriptionService(db: Database, settings: Settings): Ser
         dlq: count(metrics.dlq),
       };
     },
+    // Declared in the proto; implemented on another branch.
+    async updateSubscription() {
+      throw new ConnectError("not implemented yet", Code.Unimplemented);
+    },
+    // biome-ignore lint/correctness/useYield: declared in the proto; implemented on another branch.
+    async *streamMessages() {
+      throw new ConnectError("not implemented yet", Code.Unimplemented);
+    },
+    async modifyAckDeadline() {
+      throw new ConnectError("not implemented yet", Code.Unimplemented);
+    },
   };
 }

@@ -10,6 +10,7 @@ import { migrate } from "../db/migrate.ts";
 import { retryWhileUnavailable } from "../db/retry.ts";
 import { startMaintenance } from "../jobs/maintenance.ts";
 import type { Logger } from "../logger.ts";
+import { createGrpcRoutes } from "./grpc-routes.ts";
 import { createRequestHandler } from "./handler.ts";
 import { readiness } from "./health.ts";
 import { accessRules, createAuthInterceptor } from "./interceptors/auth.ts";
@@ -31,6 +32,9 @@ export interface RunningServer {
 
 /** The largest request body accepted, in bytes. */
 export const readMaxBytes = 16 * 1024 * 1024;
+
+/** How often a gRPC health Watch checks the database again. */
+const healthWatchIntervalMs = 5000;
 
 /** How one server process serves. */
 export interface ServeOptions {
@@ -64,11 +68,26 @@ export async function serve(
   const states =
     config.authEnabled && tokens ? createClientStates({ url: config.databaseListenUrl ?? databaseUrl, db: db.pool, logger }) : undefined;
   const metrics = createMetrics({ db, logger, queueGauges: options.queueGauges });
-  const interceptors = [metrics.interceptor, createErrorInterceptor(logger), refuseUntil(() => prepared)];
+  const openInterceptors = [metrics.interceptor, createErrorInterceptor(logger)];
+  const interceptors = [...openInterceptors, refuseUntil(() => prepared)];
   if (states && tokens) interceptors.push(createAuthInterceptor({ rules, tokens, states }));
   interceptors.push(createValidationInterceptor());
+  const stopping = new AbortController();
+  const apiRoutes = createRoutes(db, config, tokens);
+  const grpcRoutes = createGrpcRoutes({
+    apiServices: services,
+    health: {
+      ready: async () => (await readiness(db, prepared)).status === 200,
+      stopping: stopping.signal,
+      watchIntervalMs: healthWatchIntervalMs,
+    },
+    interceptors: openInterceptors,
+  });
   const handler = createRequestHandler({
-    routes: createRoutes(db, config, tokens),
+    routes: (router) => {
+      apiRoutes(router);
+      grpcRoutes(router);
+    },
     interceptors,
     readiness: () => readiness(db, prepared),
     logger,
@@ -79,7 +98,6 @@ export async function serve(
   });
   void states?.start();
 
-  const stopping = new AbortController();
   let stopMaintenance = async () => {};
   const preparing = retryWhileUnavailable(
     async () => {

@@ -12,6 +12,7 @@ import { retryWhileUnavailable } from "../db/retry.ts";
 import { startMaintenance } from "../jobs/maintenance.ts";
 import type { Logger } from "../logger.ts";
 import { createWaiting } from "../waiting/waiting.ts";
+import { createGrpcRoutes } from "./grpc-routes.ts";
 import { createRequestHandler } from "./handler.ts";
 import { readiness } from "./health.ts";
 import { accessRules, createAuthInterceptor } from "./interceptors/auth.ts";
@@ -34,6 +35,9 @@ export interface RunningServer {
 
 /** The largest request body accepted, in bytes. */
 export const readMaxBytes = 16 * 1024 * 1024;
+
+/** How often a gRPC health Watch checks the database again. */
+const healthWatchIntervalMs = 5000;
 
 /** How one server process serves. */
 export interface ServeOptions {
@@ -68,11 +72,26 @@ export async function serve(
   const states = config.authEnabled && tokens ? createClientStates({ notifications, db: db.pool }) : undefined;
   const waiting = createWaiting({ db, notifications, logger, settings: { maxStreams: config.apiMaxStreams } });
   const metrics = createMetrics({ db, logger, queueGauges: options.queueGauges, waiting });
-  const interceptors = [metrics.interceptor, createErrorInterceptor(logger), createSingleRequestInterceptor(), refuseUntil(() => prepared)];
+  const openInterceptors = [metrics.interceptor, createErrorInterceptor(logger)];
+  const interceptors = [...openInterceptors, createSingleRequestInterceptor(), refuseUntil(() => prepared)];
   if (states && tokens) interceptors.push(createAuthInterceptor({ rules, tokens, states }));
   interceptors.push(createValidationInterceptor());
+  const stopping = new AbortController();
+  const apiRoutes = createRoutes(db, config, tokens, waiting);
+  const grpcRoutes = createGrpcRoutes({
+    apiServices: services,
+    health: {
+      ready: async () => (await readiness(db, prepared)).status === 200,
+      stopping: stopping.signal,
+      watchIntervalMs: healthWatchIntervalMs,
+    },
+    interceptors: openInterceptors,
+  });
   const handler = createRequestHandler({
-    routes: createRoutes(db, config, tokens, waiting),
+    routes: (router) => {
+      apiRoutes(router);
+      grpcRoutes(router);
+    },
     interceptors,
     readiness: () => readiness(db, prepared),
     logger,
@@ -83,7 +102,6 @@ export async function serve(
   });
   void notifications.start();
 
-  const stopping = new AbortController();
   let stopMaintenance = async () => {};
   const preparing = retryWhileUnavailable(
     async () => {

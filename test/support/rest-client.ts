@@ -26,7 +26,12 @@ const calls: Record<string, RestCall> = {
   GetSubscription: { verb: "GET", path: "/subscriptions/{id}", status: 200 },
   ListSubscriptions: { verb: "GET", path: "/subscriptions", query: page, status: 200 },
   DeleteSubscription: { verb: "DELETE", path: "/subscriptions/{id}", status: 204 },
-  ConsumeMessages: { verb: "GET", path: "/subscriptions/{subscription_id}/messages", query: ["consumer_id", "batch_size", "wait_seconds"], status: 200 },
+  ConsumeMessages: {
+    verb: "GET",
+    path: "/subscriptions/{subscription_id}/messages",
+    query: ["consumer_id", "batch_size", "wait_seconds"],
+    status: 200,
+  },
   AckMessages: { verb: "POST", path: "/subscriptions/{subscription_id}/acks", body: "message_ids", status: 204 },
   NackMessages: { verb: "POST", path: "/subscriptions/{subscription_id}/nacks", body: "message_ids", status: 204 },
   ListDlqMessages: { verb: "GET", path: "/subscriptions/{subscription_id}/dlq", query: page, status: 200 },

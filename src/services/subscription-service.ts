@@ -146,12 +146,12 @@ export function createSubscriptionService(db: Database, settings: Settings, wait
     },
     async ackMessages(request) {
       const acked = await messages.ackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), lockTimeout);
-      if (acked > 0) waiting.released(request.subscriptionId);
+      if (acked > 0) waiting.released(request.subscriptionId, false);
       return {};
     },
     async nackMessages(request) {
       const released = await messages.nackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), lockTimeout);
-      if (released > 0) waiting.released(request.subscriptionId);
+      if (released > 0) waiting.released(request.subscriptionId, false);
       return {};
     },
     async listDlqMessages(request) {

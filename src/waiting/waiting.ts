@@ -130,10 +130,14 @@ export function createWaiting(options: { db: Database; notifications: Notificati
       sendNotify(topicId);
     },
 
-    /** Tells waiters that deliveries of a subscription ended (acked, nacked, released): streams at their limit have room. */
-    released(subscriptionId: string) {
+    /**
+     * Tells waiters that deliveries of a subscription ended (acked, nacked,
+     * released): streams at their limit have room; `ready` when the messages are
+     * available again at once.
+     */
+    released(subscriptionId: string, ready: boolean) {
       waiters.wakeFull(subscriptionId);
-      waiters.wakeSubscription(subscriptionId);
+      if (ready) waiters.wakeSubscription(subscriptionId);
     },
 
     /** Tells waiters that their subscription was deleted. */

@@ -19,6 +19,7 @@ export function subscriptionFromRow(row: subscriptions.SubscriptionRow) {
     backoffMinSeconds: row.backoff_min_seconds,
     backoffMaxSeconds: row.backoff_max_seconds,
     createdAt: timestampFromMs(row.created_at),
+    ackDeadlineSeconds: row.ack_deadline_seconds,
   });
 }
 
@@ -43,16 +44,15 @@ const count = (value: bigint) => Number(value > BigInt(countMax) ? BigInt(countM
 
 type Settings = Pick<
   Config,
-  "subscriptionMaxAttempts" | "subscriptionBackoffMinSeconds" | "subscriptionBackoffMaxSeconds" | "cleanupStuckMessagesLockTimeoutSeconds"
+  "subscriptionMaxAttempts" | "subscriptionBackoffMinSeconds" | "subscriptionBackoffMaxSeconds" | "subscriptionAckDeadlineSeconds"
 >;
 
 /**
  * Implements SubscriptionService over the database: unset delivery settings
- * take the configured defaults, and a delivery stays live (ackable) for
- * FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS.
+ * take the configured defaults, and a delivery stays live (ackable) for its
+ * subscription's ack_deadline_seconds, or until ModifyAckDeadline moves it.
  */
 export function createSubscriptionService(db: Database, settings: Settings): ServiceImpl<typeof SubscriptionService> {
-  const lockTimeout = settings.cleanupStuckMessagesLockTimeoutSeconds;
   return {
     async createSubscription(request) {
       const backoffMinSeconds = request.backoffMinSeconds ?? settings.subscriptionBackoffMinSeconds;
@@ -70,6 +70,7 @@ export function createSubscriptionService(db: Database, settings: Settings): Ser
         maxDeliveryAttempts: request.maxDeliveryAttempts ?? settings.subscriptionMaxAttempts,
         backoffMinSeconds,
         backoffMaxSeconds,
+        ackDeadlineSeconds: request.ackDeadlineSeconds ?? settings.subscriptionAckDeadlineSeconds,
       });
       return subscriptionFromRow(row);
     },
@@ -80,6 +81,18 @@ export function createSubscriptionService(db: Database, settings: Settings): Ser
       const { offset, limit } = pageOf(request);
       return { data: (await subscriptions.listSubscriptions(db.pool, offset, limit)).map(subscriptionFromRow) };
     },
+    async updateSubscription(request) {
+      // The proto has these fields so that a client that sets them hears why nothing changed.
+      const fixed = request.topicId !== undefined ? "topic_id" : request.filter !== undefined ? "filter" : undefined;
+      if (fixed) throw new ConnectError(`${fixed} cannot be changed: a subscription keeps its topic and filter`, Code.InvalidArgument);
+      const row = await subscriptions.updateSubscription(db.pool, request.id, {
+        maxDeliveryAttempts: request.maxDeliveryAttempts,
+        backoffMinSeconds: request.backoffMinSeconds,
+        backoffMaxSeconds: request.backoffMaxSeconds,
+        ackDeadlineSeconds: request.ackDeadlineSeconds,
+      });
+      return subscriptionFromRow(row);
+    },
     async deleteSubscription(request) {
       await subscriptions.deleteSubscription(db.pool, request.id);
       return {};
@@ -89,12 +102,25 @@ export function createSubscriptionService(db: Database, settings: Settings): Ser
       return { data: rows.map((row) => messageFromRow(request.subscriptionId, row)) };
     },
     async ackMessages(request) {
-      await messages.ackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), lockTimeout);
+      await messages.ackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), request.consumerId);
       return {};
     },
     async nackMessages(request) {
-      await messages.nackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), lockTimeout);
+      await messages.nackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), {
+        consumerId: request.consumerId,
+        delaySeconds: request.delaySeconds,
+      });
       return {};
+    },
+    async modifyAckDeadline(request) {
+      // The validation interceptor refuses it first; an unset deadline must never read as 0 (release).
+      const seconds = request.ackDeadlineSeconds;
+      if (seconds === undefined) throw new ConnectError("ack_deadline_seconds is required", Code.InvalidArgument);
+      await messages.modifyAckDeadline(db.queue, request.subscriptionId, messageIds(request.messageIds), seconds, request.consumerId);
+      return {};
+    },
+    streamMessages() {
+      throw new ConnectError("not implemented yet", Code.Unimplemented);
     },
     async listDlqMessages(request) {
       const { offset, limit } = pageOf(request);

@@ -1,7 +1,7 @@
 import { type DescField, type DescMessage, getOption, hasOption, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { type FieldRules, Format, FormatSchema, rules } from "../../../gen/fastpubsub/v1/field_rules_pb.ts";
-import { fieldFormat } from "./field-formats.ts";
+import { canBeUnset, fieldFormat } from "./field-formats.ts";
 import { findUnstorableValue } from "./unstorable-values.ts";
 
 /** A check of one field: a reason when the value breaks a rule, else undefined. */
@@ -33,7 +33,10 @@ function checkFromRules(field: DescField, fieldRules: FieldRules): Check {
   } else if (fieldRules.format !== Format.UNSPECIFIED) {
     checks.push(format);
   }
+  const unsettable = canBeUnset(field);
   return (value) => {
+    // A field left unset breaks no rule but `required`.
+    if (value === undefined && unsettable) return fieldRules.required ? "is required" : undefined;
     for (const check of checks) {
       const reason = check(value);
       if (reason) return reason;

@@ -305,10 +305,13 @@ $$;
 -- expire_leases releases, as failed deliveries (backoff, or the dead-letter
 -- queue), up to p_limit deliveries whose lease has ended, across every
 -- subscription; safe to run from several servers at once. Returns how many.
+-- (A sweep that runs every second gives up after a second behind a table lock,
+-- rather than hold a connection, or a server's shutdown, for the statement timeout.)
 CREATE FUNCTION expire_leases(p_limit INTEGER)
 RETURNS INTEGER
 LANGUAGE plpgsql
 SET enable_seqscan = off
+SET lock_timeout = '1s'
 AS $$
 DECLARE
     v_subscription subscriptions;

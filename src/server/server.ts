@@ -95,9 +95,10 @@ export async function serve(
   let listener: Listener | undefined;
   const close = async () => {
     stopping.abort();
+    // No job starts once shutting down; one in progress ends while the listener drains.
+    const maintenanceStopped = ready.catch(() => {}).then(() => stopMaintenance());
     await listener?.close(config.apiShutdownTimeoutSeconds * 1000);
-    await ready.catch(() => {});
-    await stopMaintenance();
+    await maintenanceStopped;
     await states?.close();
     await db.end();
   };

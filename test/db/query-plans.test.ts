@@ -30,7 +30,11 @@ describe("query plans of the message functions", () => {
                         'reprocess_dlq_messages')
     `);
     expect(rows).toHaveLength(10);
-    for (const { name, config } of rows) expect({ name, config }).toEqual({ name, config: ["enable_seqscan=off"] });
+    for (const { name, config } of rows) {
+      // The lease expiry, a background sweep, also gives up after a second behind a table lock.
+      const expected = name === "expire_leases" ? ["enable_seqscan=off", "lock_timeout=1s"] : ["enable_seqscan=off"];
+      expect({ name, config }).toEqual({ name, config: expected });
+    }
   });
 
   it("test 'out for delivery' in a way the index of deliveries cannot serve, so that acks go by primary key", async () => {

@@ -58,7 +58,7 @@ async function answer(req: IncomingMessage, res: ServerResponse) {
     }
     case "POST /subscriptions/{id}/acks": {
       const ids = ((await readJson(req)) as string[]).map(messageIdFromUuid).filter((messageId) => messageId !== undefined);
-      await ackMessages(queue, id, ids, 30);
+      await ackMessages(queue, id, ids);
       return end(res, 204);
     }
     case "POST /topics": {
@@ -69,7 +69,7 @@ async function answer(req: IncomingMessage, res: ServerResponse) {
     case "POST /subscriptions": {
       const subscription = await readJson(req);
       const filter = subscription.filter == null ? null : JSON.stringify(subscription.filter);
-      await pool.query("SELECT create_subscription($1, $2, $3, 5, 1, 60)", [subscription.id, subscription.topic_id, filter]);
+      await pool.query("SELECT create_subscription($1, $2, $3, 5, 1, 60, 60)", [subscription.id, subscription.topic_id, filter]);
       return end(res, 201, subscription);
     }
     case "DELETE /topics/{id}": {

@@ -59,14 +59,14 @@ const pool = new pg.Pool({ connectionString: databaseUrl, max: 1 });
 const queue: QueueClient = { raw: pool, query: (config) => pool.query(config) };
 await monitor.query("SELECT delete_topic('sql-cost')").catch(() => undefined);
 await monitor.query("SELECT create_topic('sql-cost')");
-await monitor.query("SELECT create_subscription('sql-cost', 'sql-cost', NULL, 5, 1, 60)");
+await monitor.query("SELECT create_subscription('sql-cost', 'sql-cost', NULL, 5, 1, 60, 60)");
 await pool.query("SELECT 1"); // connects, so that its backend is counted from the start
 await measure(
   "fastpubsub",
   { publish: (messages) => publishMessages(queue, "sql-cost", messages).then(() => undefined), close: async () => {} },
   {
     consume: (batchSize) => consumeMessages(queue, "sql-cost", "sql-cost", batchSize),
-    ack: (ids) => ackMessages(queue, "sql-cost", ids, 30).then(() => undefined),
+    ack: (ids) => ackMessages(queue, "sql-cost", ids).then(() => undefined),
     close: async () => {},
   },
 );

@@ -5,9 +5,11 @@ import { withDatabase } from "../database.ts";
 export default class CleanupStuckMessages extends FastpubsubCommand {
   static override summary = "Release messages locked longer than FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS.";
   static override description =
-    "Each counts as a failed delivery: it becomes available again after the subscription's backoff, or goes to the " +
-    "dead-letter queue once it has used up max_delivery_attempts. The server also does this in-process every " +
-    "FASTPUBSUB_CLEANUP_STUCK_MESSAGES_INTERVAL_SECONDS, so running it from cron is optional. Safe with several servers.";
+    "Releases them whatever their subscription's ack deadline, leases extended by ModifyAckDeadline included. Each counts " +
+    "as a failed delivery: it becomes available again after the subscription's backoff, or goes to the dead-letter queue " +
+    "once it has used up max_delivery_attempts. The server releases expired leases itself every second; it runs this " +
+    "in-process too only when FASTPUBSUB_CLEANUP_STUCK_MESSAGES_INTERVAL_SECONDS is above 0 (the default is 0). Safe with " +
+    "several servers.";
 
   async run() {
     const { config, logger } = this.setup();

@@ -1,4 +1,4 @@
-/** The scopes a client can be granted, as in the seed; `*` grants everything. */
+/** The scopes a client can be granted: the seed's, and `subscriptions:update`; `*` grants everything. */
 export const knownScopes = new Set([
   "*",
   "topics:create",
@@ -7,6 +7,7 @@ export const knownScopes = new Set([
   "topics:publish",
   "subscriptions:create",
   "subscriptions:read",
+  "subscriptions:update",
   "subscriptions:delete",
   "subscriptions:consume",
   "clients:create",

@@ -37,24 +37,53 @@ export async function consumeMessages(queue: QueueClient, subscriptionId: string
   return rows;
 }
 
-/** Acks the messages delivered to a live consumer; returns how many. */
-export async function ackMessages(queue: QueueClient, subscriptionId: string, ids: readonly string[], lockTimeoutSeconds: number) {
+/** Acks the messages whose delivery is live (held by `consumerId`, when given); returns how many. */
+export async function ackMessages(queue: QueueClient, subscriptionId: string, ids: readonly string[], consumerId?: string) {
   const { rows } = await queue.query<{ acked: number }>({
     name: "ack_messages",
     text: "SELECT ack_messages($1, $2::bigint[], $3) AS acked",
-    values: [subscriptionId, ids, lockTimeoutSeconds],
+    values: [subscriptionId, ids, consumerId ?? null],
   });
   return rows[0]?.acked ?? 0;
 }
 
-/** Nacks the messages delivered to a live consumer; returns how many. */
-export async function nackMessages(queue: QueueClient, subscriptionId: string, ids: readonly string[], lockTimeoutSeconds: number) {
+/**
+ * Nacks the messages whose delivery is live (held by `consumerId`, when given):
+ * ready again after `delaySeconds`, or after the backoff when it is undefined,
+ * or dead-lettered; returns how many.
+ */
+export async function nackMessages(
+  queue: QueueClient,
+  subscriptionId: string,
+  ids: readonly string[],
+  options: { consumerId?: string; delaySeconds?: number } = {},
+) {
   const { rows } = await queue.query<{ released: number }>({
     name: "nack_messages",
-    text: "SELECT nack_messages($1, $2::bigint[], $3) AS released",
-    values: [subscriptionId, ids, lockTimeoutSeconds],
+    text: "SELECT nack_messages($1, $2::bigint[], $3, $4) AS released",
+    values: [subscriptionId, ids, options.consumerId ?? null, options.delaySeconds ?? null],
   });
   return rows[0]?.released ?? 0;
+}
+
+/**
+ * Moves the lease end of live deliveries (held by `consumerId`, when given) to
+ * `ackDeadlineSeconds` from now, or with 0 releases them at once as failed
+ * attempts; returns how many it changed.
+ */
+export async function modifyAckDeadline(
+  queue: QueueClient,
+  subscriptionId: string,
+  ids: readonly string[],
+  ackDeadlineSeconds: number,
+  consumerId?: string,
+) {
+  const { rows } = await queue.query<{ changed: number }>({
+    name: "modify_ack_deadline",
+    text: "SELECT modify_ack_deadline($1, $2::bigint[], $3, $4) AS changed",
+    values: [subscriptionId, ids, consumerId ?? null, ackDeadlineSeconds],
+  });
+  return rows[0]?.changed ?? 0;
 }
 
 /** A dead letter as list_dlq_messages returns it. */
@@ -87,7 +116,14 @@ export function getSubscriptionMetrics(db: DatabaseConnection, subscriptionId: s
   return db.one(sql.type(MetricsRow)`SELECT * FROM get_subscription_metrics(${subscriptionId})`);
 }
 
-/** Releases, as failed deliveries, the messages locked longer than `lockTimeoutSeconds`; returns how many. */
+/** Releases, as failed deliveries, up to `limit` deliveries whose lease has ended, across all subscriptions; returns how many. */
+export function expireLeases(db: DatabaseConnection, limit: number) {
+  return db.oneFirst(sql.type(z.object({ released: z.number() }))`
+    SELECT expire_leases(${limit}) AS released
+  `);
+}
+
+/** Releases, as failed deliveries, the messages locked longer than `lockTimeoutSeconds`, whatever their lease; returns how many. */
 export function cleanupStuckMessages(db: DatabaseConnection, lockTimeoutSeconds: number) {
   return db.oneFirst(sql.type(z.object({ released: z.number() }))`
     SELECT cleanup_stuck_messages(${lockTimeoutSeconds}) AS released

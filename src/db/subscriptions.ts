@@ -13,6 +13,7 @@ export const SubscriptionRow = z.object({
   max_delivery_attempts: z.number(),
   backoff_min_seconds: z.number(),
   backoff_max_seconds: z.number(),
+  ack_deadline_seconds: z.number(),
   created_at: z.number(),
 });
 export type SubscriptionRow = z.infer<typeof SubscriptionRow>;
@@ -25,6 +26,7 @@ export interface NewSubscription {
   maxDeliveryAttempts: number;
   backoffMinSeconds: number;
   backoffMaxSeconds: number;
+  ackDeadlineSeconds: number;
 }
 
 /** Inserts a subscription; FP409 when the id is taken, FP404 when the topic is missing. */
@@ -37,7 +39,8 @@ export function createSubscription(db: DatabaseConnection, subscription: NewSubs
       ${filter},
       ${subscription.maxDeliveryAttempts},
       ${subscription.backoffMinSeconds},
-      ${subscription.backoffMaxSeconds}
+      ${subscription.backoffMaxSeconds},
+      ${subscription.ackDeadlineSeconds}
     )
   `);
 }
@@ -50,6 +53,27 @@ export function getSubscription(db: DatabaseConnection, id: string) {
 /** Returns a page of subscriptions ordered by id. */
 export function listSubscriptions(db: DatabaseConnection, offset: number, limit: number) {
   return db.any(sql.type(SubscriptionRow)`SELECT * FROM list_subscriptions(${offset}, ${limit})`);
+}
+
+/** Delivery settings to change; an undefined one keeps its value. */
+export interface SubscriptionChanges {
+  maxDeliveryAttempts?: number;
+  backoffMinSeconds?: number;
+  backoffMaxSeconds?: number;
+  ackDeadlineSeconds?: number;
+}
+
+/** Changes a subscription's delivery settings and returns it; FP404 when there is none, FP422 when backoff min would exceed max. */
+export function updateSubscription(db: DatabaseConnection, id: string, changes: SubscriptionChanges) {
+  return db.one(sql.type(SubscriptionRow)`
+    SELECT * FROM update_subscription(
+      ${id},
+      ${changes.maxDeliveryAttempts ?? null},
+      ${changes.backoffMinSeconds ?? null},
+      ${changes.backoffMaxSeconds ?? null},
+      ${changes.ackDeadlineSeconds ?? null}
+    )
+  `);
 }
 
 /** Deletes a subscription and its messages; FP404 when there is none. */

@@ -42,8 +42,22 @@ export async function maintainTables(db: DatabasePool): Promise<string[]> {
   });
 }
 
+// The most expired leases one expire_leases statement releases; a run repeats it while it releases that many.
+const expireLeasesBatch = 1000;
+
+/** Releases every delivery whose lease has ended, a bounded batch per statement; returns how many. */
+export async function expireLeases(db: DatabasePool): Promise<number> {
+  let released = 0;
+  for (;;) {
+    const batch = await messages.expireLeases(db, expireLeasesBatch);
+    released += batch;
+    if (batch < expireLeasesBatch) return released;
+  }
+}
+
 type Settings = Pick<
   Config,
+  | "expireLeasesIntervalSeconds"
   | "cleanupAckedMessagesOlderThanSeconds"
   | "cleanupAckedMessagesIntervalSeconds"
   | "cleanupStuckMessagesLockTimeoutSeconds"
@@ -52,13 +66,21 @@ type Settings = Pick<
 >;
 
 /**
- * Runs the cleanup commands and the table maintenance in the server on their
+ * Runs the lease expiry, the cleanup commands and the table maintenance in the server on their
  * intervals (0 switches one off), so that cron is optional; a job still
  * running when its next turn comes skips that turn. Returns a function that
  * stops them and waits for the runs in progress.
  */
 export function startMaintenance(db: DatabasePool, settings: Settings, logger: Logger): () => Promise<void> {
   const jobs: { name: string; seconds: number; run: () => Promise<unknown> }[] = [
+    {
+      name: "expire_leases",
+      seconds: settings.expireLeasesIntervalSeconds,
+      run: async () => {
+        const released = await expireLeases(db);
+        if (released > 0) logger.info("released expired leases", { released });
+      },
+    },
     {
       name: "cleanup_stuck_messages",
       seconds: settings.cleanupStuckMessagesIntervalSeconds,

@@ -105,7 +105,7 @@ export function openApiDocument(registry: Registry, files: readonly DescFile[]):
   for (const service of services) {
     for (const method of service.methods) {
       if (!hasOption(method, options.http)) continue;
-      const route = restBinding(method, getOption(method, options.http));
+      const route = restBinding(method, getOption(method, options.http), (field) => getOption(field, options.rules).required);
       if (paths[route.template]?.[route.verb]) {
         throw new Error(`${service.typeName}.${method.name}: another RPC is already ${route.verb.toUpperCase()} ${route.template}`);
       }
@@ -159,7 +159,7 @@ function operation(
     : "**Access:** public, no token needed.";
   const parameters = [
     ...route.pathFields.map((field) => parameter(field, "path", schemas)),
-    ...route.queryFields.map((field) => parameter(field, "query", schemas)),
+    ...route.queryFields.map((field) => parameter(field, "query", schemas, route.body === "message")),
   ];
   const requestBody = route.body === "none" ? undefined : requestBodyOf(method.input, route, route.body, schemas);
   return {
@@ -174,13 +174,14 @@ function operation(
   };
 }
 
-function parameter(field: DescField, location: "path" | "query", schemas: SchemaBuilder): JsonObject {
+function parameter(field: DescField, location: "path" | "query", schemas: SchemaBuilder, alsoInBody = false): JsonObject {
   const { description, ...schema } = schemas.fieldSchema(field);
   const required = location === "path" || schemas.isRequired(field);
+  const text = [description, alsoInBody ? "It may be given in the body instead, whose value wins." : undefined].filter(Boolean).join(" ");
   return {
     name: field.name,
     in: location,
-    ...(description === undefined ? {} : { description }),
+    ...(text === "" ? {} : { description: text }),
     ...(required ? { required: true } : {}),
     schema,
     ...(field.fieldKind === "list" ? { style: "form", explode: true } : {}),

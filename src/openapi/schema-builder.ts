@@ -1,7 +1,7 @@
 import { type DescField, type DescMessage, getOption, type JsonObject, ScalarType } from "@bufbuild/protobuf";
 // Types only: the plugin runs before gen/ exists (buf.gen.yaml's clean: true).
 import type { FieldRules } from "../../gen/fastpubsub/v1/field_rules_pb.ts";
-import { fieldFormat } from "../server/interceptors/field-formats.ts";
+import { canBeUnset, fieldFormat } from "../server/interceptors/field-formats.ts";
 import { protoComment } from "./proto-comment.ts";
 import type { ProtoOptions } from "./proto-options.ts";
 
@@ -77,10 +77,11 @@ export function createSchemaBuilder(options: ProtoOptions): SchemaBuilder {
     return { ...scalarSchema(field.scalar ?? ScalarType.STRING), ...format, ...rangeRules(rules) };
   }
 
-  // The validator checks each element of a repeated field against its format, so an empty list passes.
+  // The validator checks each element of a repeated field against its format, so an empty list passes,
+  // and a field that can be left unset passes every rule but `required` when it is.
   function isRequired(field: DescField): boolean {
     const rules = getOption(field, options.rules);
-    return rules.required || (field.fieldKind !== "list" && fieldFormat(options.format, rules.format).refusesEmpty);
+    return rules.required || (field.fieldKind !== "list" && !canBeUnset(field) && fieldFormat(options.format, rules.format).refusesEmpty);
   }
 
   return {

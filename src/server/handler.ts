@@ -151,7 +151,7 @@ export function createRequestHandler(options: HandlerOptions) {
       // A browser client reads a 401's challenge only when it is exposed.
       res.setHeader("access-control-expose-headers", [...cors.exposedHeaders, "WWW-Authenticate"].join(", "));
       if (req.method === "OPTIONS" && req.headers["access-control-request-method"]) {
-        res.setHeader("access-control-allow-methods", [...cors.allowedMethods, "PUT", "DELETE"].join(", "));
+        res.setHeader("access-control-allow-methods", [...cors.allowedMethods, "PUT", "PATCH", "DELETE"].join(", "));
         res.setHeader("access-control-allow-headers", [...cors.allowedHeaders, "Authorization"].join(", "));
         res.setHeader("access-control-max-age", "7200");
         send(res, 204);

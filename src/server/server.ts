@@ -119,9 +119,10 @@ export async function serve(
     stopping.abort();
     // Long-polls answer at once and streams end, so that they do not hold the shutdown.
     waiting.close();
+    // No job starts once shutting down; one in progress ends while the listener drains.
+    const maintenanceStopped = ready.catch(() => {}).then(() => stopMaintenance());
     await listener?.close(config.apiShutdownTimeoutSeconds * 1000);
-    await ready.catch(() => {});
-    await stopMaintenance();
+    await maintenanceStopped;
     await notifications.close();
     await db.end();
   };

@@ -113,6 +113,8 @@ export async function runPrimary(config: Config, logger: Logger): Promise<{ clos
 
   async function close() {
     stopping.abort();
+    // No job starts once shutting down; one in progress ends while the workers drain.
+    const maintenanceStopped = stopMaintenance();
     for (const timer of respawns) clearTimeout(timer);
     const workers = Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined);
     const exited = workers.map((worker) => once(worker, "exit"));
@@ -126,7 +128,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<{ clos
     await Promise.all(exited);
     clearTimeout(deadline);
     await checked.done.catch(() => {});
-    await stopMaintenance();
+    await maintenanceStopped;
     await db.end();
     await embedded?.stop();
   }

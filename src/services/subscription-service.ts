@@ -20,6 +20,7 @@ export function subscriptionFromRow(row: subscriptions.SubscriptionRow) {
     backoffMinSeconds: row.backoff_min_seconds,
     backoffMaxSeconds: row.backoff_max_seconds,
     createdAt: timestampFromMs(row.created_at),
+    ackDeadlineSeconds: row.ack_deadline_seconds,
   });
 }
 
@@ -49,16 +50,15 @@ const count = (value: bigint) => Number(value > BigInt(countMax) ? BigInt(countM
 
 type Settings = Pick<
   Config,
-  "subscriptionMaxAttempts" | "subscriptionBackoffMinSeconds" | "subscriptionBackoffMaxSeconds" | "cleanupStuckMessagesLockTimeoutSeconds"
+  "subscriptionMaxAttempts" | "subscriptionBackoffMinSeconds" | "subscriptionBackoffMaxSeconds" | "subscriptionAckDeadlineSeconds"
 >;
 
 /**
  * Implements SubscriptionService over the database: unset delivery settings
- * take the configured defaults, and a delivery stays live (ackable) for
- * FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS.
+ * take the configured defaults, and a delivery stays live (ackable) for its
+ * subscription's ack_deadline_seconds, or until ModifyAckDeadline moves it.
  */
 export function createSubscriptionService(db: Database, settings: Settings, waiting: Waiting): ServiceImpl<typeof SubscriptionService> {
-  const lockTimeout = settings.cleanupStuckMessagesLockTimeoutSeconds;
   return {
     async createSubscription(request) {
       const backoffMinSeconds = request.backoffMinSeconds ?? settings.subscriptionBackoffMinSeconds;
@@ -76,6 +76,7 @@ export function createSubscriptionService(db: Database, settings: Settings, wait
         maxDeliveryAttempts: request.maxDeliveryAttempts ?? settings.subscriptionMaxAttempts,
         backoffMinSeconds,
         backoffMaxSeconds,
+        ackDeadlineSeconds: request.ackDeadlineSeconds ?? settings.subscriptionAckDeadlineSeconds,
       });
       return subscriptionFromRow(row);
     },
@@ -85,6 +86,18 @@ export function createSubscriptionService(db: Database, settings: Settings, wait
     async listSubscriptions(request) {
       const { offset, limit } = pageOf(request);
       return { data: (await subscriptions.listSubscriptions(db.pool, offset, limit)).map(subscriptionFromRow) };
+    },
+    async updateSubscription(request) {
+      // The proto has these fields so that a client that sets them hears why nothing changed.
+      const fixed = request.topicId !== undefined ? "topic_id" : request.filter !== undefined ? "filter" : undefined;
+      if (fixed) throw new ConnectError(`${fixed} cannot be changed: a subscription keeps its topic and filter`, Code.InvalidArgument);
+      const row = await subscriptions.updateSubscription(db.pool, request.id, {
+        maxDeliveryAttempts: request.maxDeliveryAttempts,
+        backoffMinSeconds: request.backoffMinSeconds,
+        backoffMaxSeconds: request.backoffMaxSeconds,
+        ackDeadlineSeconds: request.ackDeadlineSeconds,
+      });
+      return subscriptionFromRow(row);
     },
     async deleteSubscription(request) {
       await subscriptions.deleteSubscription(db.pool, request.id);
@@ -145,13 +158,32 @@ export function createSubscriptionService(db: Database, settings: Settings, wait
       }
     },
     async ackMessages(request) {
-      const acked = await messages.ackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), lockTimeout);
+      const acked = await messages.ackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), request.consumerId);
       if (acked > 0) waiting.released(request.subscriptionId, false);
       return {};
     },
     async nackMessages(request) {
-      const released = await messages.nackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), lockTimeout);
-      if (released > 0) waiting.released(request.subscriptionId, false);
+      const released = await messages.nackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), {
+        consumerId: request.consumerId,
+        delaySeconds: request.delaySeconds,
+      });
+      // A nack with no delay makes the messages available at once.
+      if (released > 0) waiting.released(request.subscriptionId, request.delaySeconds === 0);
+      return {};
+    },
+    async modifyAckDeadline(request) {
+      // The validation interceptor refuses it first; an unset deadline must never read as 0 (release).
+      const seconds = request.ackDeadlineSeconds;
+      if (seconds === undefined) throw new ConnectError("ack_deadline_seconds is required", Code.InvalidArgument);
+      const changed = await messages.modifyAckDeadline(
+        db.queue,
+        request.subscriptionId,
+        messageIds(request.messageIds),
+        seconds,
+        request.consumerId,
+      );
+      // A deadline of 0 makes the messages available at once; any change may give a stream at its limit room.
+      if (changed > 0) waiting.released(request.subscriptionId, seconds === 0);
       return {};
     },
     async listDlqMessages(request) {
@@ -163,12 +195,6 @@ export function createSubscriptionService(db: Database, settings: Settings, wait
       const revived = await messages.reprocessDlqMessages(db.pool, request.subscriptionId, messageIds(request.messageIds));
       if (revived > 0) waiting.passOn(request.subscriptionId);
       return {};
-    },
-    async updateSubscription() {
-      throw new ConnectError("not implemented yet", Code.Unimplemented);
-    },
-    async modifyAckDeadline() {
-      throw new ConnectError("not implemented yet", Code.Unimplemented);
     },
     async getSubscriptionMetrics(request) {
       const metrics = await messages.getSubscriptionMetrics(db.pool, request.subscriptionId);

@@ -65,7 +65,10 @@ describe("create_client", () => {
     });
 
     it.each([
-      [["create_client", "Bad", "topics:read topics:fly", "true"], /^Error: scopes has an invalid scope "topics:fly"$/],
+      [
+        ["create_client", "Bad", "topics:read subscriptions:update topics:fly", "true"],
+        /^Error: scopes has an invalid scope "topics:fly"$/,
+      ],
       [["create_client", " ", "*", "true"], /^Error: name must not be blank$/],
       [["create_client", "Bad", "*", "maybe"], /^Error: IS_ACTIVE must be true or false/],
       [["create_client"], /^Error: Missing 1 required arg/],

@@ -14,6 +14,7 @@ describe("loadConfig", () => {
       subscriptionMaxAttempts: 5,
       subscriptionBackoffMinSeconds: 5,
       subscriptionBackoffMaxSeconds: 300,
+      subscriptionAckDeadlineSeconds: 60,
       apiDebug: false,
       apiHost: "0.0.0.0",
       apiPort: 8000,
@@ -26,6 +27,10 @@ describe("loadConfig", () => {
       cleanupAckedMessagesOlderThanSeconds: 3600,
       cleanupStuckMessagesLockTimeoutSeconds: 60,
     });
+  });
+
+  it("runs the lease expiry every second and leaves the stuck-message cleanup to cron by default", () => {
+    expect(loadConfig({})).toMatchObject({ expireLeasesIntervalSeconds: 1, cleanupStuckMessagesIntervalSeconds: 0 });
   });
 
   it("accepts the seed's postgresql+psycopg:// URLs as well as postgresql://", () => {
@@ -48,6 +53,9 @@ describe("loadConfig", () => {
       FASTPUBSUB_AUTH_SECRET_KEY: "s3cret",
       FASTPUBSUB_AUTH_ALGORITHM: "HS512",
       FASTPUBSUB_SUBSCRIPTION_BACKOFF_MIN_SECONDS: "300",
+      FASTPUBSUB_SUBSCRIPTION_ACK_DEADLINE_SECONDS: "600",
+      FASTPUBSUB_EXPIRE_LEASES_INTERVAL_SECONDS: "0",
+      FASTPUBSUB_CLEANUP_STUCK_MESSAGES_INTERVAL_SECONDS: "10",
     });
     expect(config).toMatchObject({
       databaseEcho: true,
@@ -60,6 +68,9 @@ describe("loadConfig", () => {
       authSecretKey: "s3cret",
       authAlgorithm: "HS512",
       subscriptionBackoffMinSeconds: 300,
+      subscriptionAckDeadlineSeconds: 600,
+      expireLeasesIntervalSeconds: 0,
+      cleanupStuckMessagesIntervalSeconds: 10,
     });
   });
 
@@ -79,6 +90,10 @@ describe("loadConfig", () => {
     ["FASTPUBSUB_SUBSCRIPTION_MAX_ATTEMPTS", "0", "must be at least 1"],
     ["FASTPUBSUB_AUTH_ALGORITHM", "none", "must be HS256, HS384 or HS512"],
     ["FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS", "-1", "must be at least 1"],
+    ["FASTPUBSUB_SUBSCRIPTION_ACK_DEADLINE_SECONDS", "0", "must be at least 1"],
+    ["FASTPUBSUB_SUBSCRIPTION_ACK_DEADLINE_SECONDS", "601", "must be at most 600"],
+    ["FASTPUBSUB_SUBSCRIPTION_ACK_DEADLINE_SECONDS", "1.5", "must be an integer"],
+    ["FASTPUBSUB_EXPIRE_LEASES_INTERVAL_SECONDS", "-1", "must be at least 0"],
   ])("names %s when its value %j is invalid", (name, value, reason) => {
     expect(() => loadConfig({ [name]: value })).toThrow(`${name}: ${reason}`);
   });

@@ -61,4 +61,29 @@ describe("migrate", () => {
     expect(await query(url, "SELECT to_regclass('half_table') IS NULL AS absent")).toEqual([{ absent: true }]);
     expect(await query(url, "SELECT version FROM schema_migrations")).toEqual([{ version: "0001" }]);
   });
+
+  it("gives existing subscriptions a 60 s ack deadline, and existing deliveries a lease of 60 s from when they were made (0008)", async () => {
+    const files = await readMigrations();
+    expect(
+      await migrate(
+        url,
+        files.filter((file) => file.version < "0008"),
+      ),
+    ).toHaveLength(7);
+    await query(url, "SELECT create_topic('t')");
+    await query(url, "SELECT create_subscription('s', 't', NULL, 5, 1, 10)");
+    await query(url, `SELECT publish_messages('t', '[{"n": 1}, {"n": 2}]')`);
+    await query(url, "SELECT consume_messages('s', 'w', 1)");
+    await query(url, "UPDATE messages SET locked_at = locked_at - interval '10 seconds' WHERE locked_at IS NOT NULL");
+    const before = await query<{ id: string; available_at: Date }>(url, "SELECT id, available_at FROM messages WHERE locked_at IS NULL");
+    expect(await migrate(url, files)).toEqual(files.filter((file) => file.version >= "0008").map((file) => file.version));
+    expect(await query(url, "SELECT id, ack_deadline_seconds FROM subscriptions")).toEqual([{ id: "s", ack_deadline_seconds: 60 }]);
+    expect(
+      await query(url, "SELECT available_at - locked_at = interval '60 seconds' AS leased FROM messages WHERE locked_at IS NOT NULL"),
+    ).toEqual([{ leased: true }]);
+    expect(await query(url, "SELECT id, available_at FROM messages WHERE locked_at IS NULL")).toEqual(before);
+    // The delivery, made 10 s ago, is live for its remaining 50 s, and is acked.
+    const [delivered] = await query<{ id: string }>(url, "SELECT id FROM messages WHERE locked_at IS NOT NULL");
+    expect(await query(url, "SELECT ack_messages('s', ARRAY[$1::bigint], NULL) AS acked", [delivered?.id])).toEqual([{ acked: 1 }]);
+  });
 });

@@ -25,8 +25,6 @@ async function startServer(workers: number) {
     FASTPUBSUB_API_PORT: String(await freePort()),
     FASTPUBSUB_API_NUM_WORKERS: String(workers),
     FASTPUBSUB_LOG_LEVEL: "warning",
-    FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS: String(leaseSeconds),
-    FASTPUBSUB_CLEANUP_STUCK_MESSAGES_INTERVAL_SECONDS: "1",
   });
 }
 

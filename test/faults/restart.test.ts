@@ -27,8 +27,6 @@ describe("PostgreSQL restarting under load", () => {
         FASTPUBSUB_API_PORT: String(await freePort()),
         FASTPUBSUB_API_NUM_WORKERS: String(workers),
         FASTPUBSUB_LOG_LEVEL: "warning",
-        FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS: String(leaseSeconds),
-        FASTPUBSUB_CLEANUP_STUCK_MESSAGES_INTERVAL_SECONDS: "1",
       });
       const workload = createWorkload({
         url: server.url,

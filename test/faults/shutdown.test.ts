@@ -113,6 +113,7 @@ function createRestLoad(url: string, onWritten: (request: RestRequest) => void) 
         max_delivery_attempts: 1000,
         backoff_min_seconds: 1,
         backoff_max_seconds: 1,
+        ack_deadline_seconds: leaseMs / 1000,
       };
       expect((await send(agent, "POST", "/subscriptions", subscription)).status).toBe(201);
       agent.destroy();
@@ -157,7 +158,6 @@ describe("a server stopped with SIGTERM under load", () => {
         FASTPUBSUB_API_NUM_WORKERS: String(workers),
         FASTPUBSUB_API_SHUTDOWN_TIMEOUT_SECONDS: String(shutdownTimeoutSeconds),
         FASTPUBSUB_LOG_LEVEL: "warning",
-        FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS: String(leaseMs / 1000),
       };
       const first = await startFaultServer(env);
       let second: Awaited<ReturnType<typeof startFaultServer>> | undefined;

@@ -39,7 +39,6 @@ describe("PostgreSQL stalled by a lock on the hot table", () => {
       FASTPUBSUB_API_PORT: String(await freePort()),
       FASTPUBSUB_LOG_LEVEL: "warning",
       FASTPUBSUB_DATABASE_STATEMENT_TIMEOUT_SECONDS: String(statementTimeoutMs / 1000),
-      FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS: "10",
     });
     const workload = createWorkload({
       url: server.url,
@@ -104,7 +103,6 @@ describe("PostgreSQL stalled by a lock on the hot table", () => {
       FASTPUBSUB_DATABASE_MAX_OVERFLOW: "1",
       FASTPUBSUB_DATABASE_POOL_TIMEOUT_SECONDS: String(poolTimeoutMs / 1000),
       FASTPUBSUB_DATABASE_STATEMENT_TIMEOUT_SECONDS: String(statementTimeoutMs / 1000),
-      FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS: "10",
     });
     // Twelve publishers against two connections of the message pool.
     const workload = createWorkload({

@@ -44,15 +44,22 @@ interface Document {
 /** One REST call of the API, written out by hand from the API's reference. */
 interface Call {
   operationId: string;
-  method: "get" | "post" | "put" | "delete";
+  method: "get" | "post" | "put" | "patch" | "delete";
   path: string;
   status: "200" | "201" | "204";
   pathParams?: string[];
-  query?: Record<string, "integer" | "string">;
+  query?: Record<string, "integer" | "string" | "boolean">;
   body?: "object" | "array";
 }
 
 const page = { offset: "integer", limit: "integer" } as const;
+// The optional delivery settings, which a body of the whole request may leave to the query string.
+const deliverySettings = {
+  max_delivery_attempts: "integer",
+  backoff_min_seconds: "integer",
+  backoff_max_seconds: "integer",
+  ack_deadline_seconds: "integer",
+} as const;
 
 const calls: Call[] = [
   { operationId: "CreateTopic", method: "post", path: "/topics", status: "201", body: "object" },
@@ -67,9 +74,18 @@ const calls: Call[] = [
     pathParams: ["topic_id"],
     body: "array",
   },
-  { operationId: "CreateSubscription", method: "post", path: "/subscriptions", status: "201", body: "object" },
+  { operationId: "CreateSubscription", method: "post", path: "/subscriptions", status: "201", query: deliverySettings, body: "object" },
   { operationId: "GetSubscription", method: "get", path: "/subscriptions/{id}", status: "200", pathParams: ["id"] },
   { operationId: "ListSubscriptions", method: "get", path: "/subscriptions", status: "200", query: page },
+  {
+    operationId: "UpdateSubscription",
+    method: "patch",
+    path: "/subscriptions/{id}",
+    status: "200",
+    pathParams: ["id"],
+    query: { ...deliverySettings, topic_id: "string" },
+    body: "object",
+  },
   { operationId: "DeleteSubscription", method: "delete", path: "/subscriptions/{id}", status: "204", pathParams: ["id"] },
   {
     operationId: "ConsumeMessages",
@@ -77,7 +93,7 @@ const calls: Call[] = [
     path: "/subscriptions/{subscription_id}/messages",
     status: "200",
     pathParams: ["subscription_id"],
-    query: { consumer_id: "string", batch_size: "integer" },
+    query: { consumer_id: "string", batch_size: "integer", wait_seconds: "integer" },
   },
   {
     operationId: "AckMessages",
@@ -85,6 +101,7 @@ const calls: Call[] = [
     path: "/subscriptions/{subscription_id}/acks",
     status: "204",
     pathParams: ["subscription_id"],
+    query: { consumer_id: "string" },
     body: "array",
   },
   {
@@ -93,7 +110,17 @@ const calls: Call[] = [
     path: "/subscriptions/{subscription_id}/nacks",
     status: "204",
     pathParams: ["subscription_id"],
+    query: { consumer_id: "string", delay_seconds: "integer" },
     body: "array",
+  },
+  {
+    operationId: "ModifyAckDeadline",
+    method: "post",
+    path: "/subscriptions/{subscription_id}/modify-ack-deadline",
+    status: "204",
+    pathParams: ["subscription_id"],
+    query: { consumer_id: "string" },
+    body: "object",
   },
   {
     operationId: "ListDlqMessages",
@@ -118,10 +145,18 @@ const calls: Call[] = [
     status: "200",
     pathParams: ["subscription_id"],
   },
-  { operationId: "CreateClient", method: "post", path: "/clients", status: "201", body: "object" },
+  { operationId: "CreateClient", method: "post", path: "/clients", status: "201", query: { is_active: "boolean" }, body: "object" },
   { operationId: "GetClient", method: "get", path: "/clients/{id}", status: "200", pathParams: ["id"] },
   { operationId: "ListClients", method: "get", path: "/clients", status: "200", query: page },
-  { operationId: "UpdateClient", method: "put", path: "/clients/{id}", status: "200", pathParams: ["id"], body: "object" },
+  {
+    operationId: "UpdateClient",
+    method: "put",
+    path: "/clients/{id}",
+    status: "200",
+    pathParams: ["id"],
+    query: { is_active: "boolean" },
+    body: "object",
+  },
   { operationId: "DeleteClient", method: "delete", path: "/clients/{id}", status: "204", pathParams: ["id"] },
   { operationId: "CreateToken", method: "post", path: "/oauth/token", status: "201", body: "object" },
 ];
@@ -296,6 +331,7 @@ describe("gen/openapi.json", () => {
       "backoff_min_seconds",
       "backoff_max_seconds",
       "created_at",
+      "ack_deadline_seconds",
     ]);
   });
 
@@ -340,6 +376,23 @@ describe("gen/openapi.json", () => {
       (parameter) => parameter.name === "consumer_id",
     );
     expect(consumer?.required).toBe(true);
+    // An optional field is required only by a `required` rule, whatever its format.
+    const acksConsumer = document.paths["/subscriptions/{subscription_id}/acks"]?.post?.parameters?.find(
+      (parameter) => parameter.name === "consumer_id",
+    );
+    expect(acksConsumer).toMatchObject({ schema: { type: "string", pattern: "\\S", minLength: 1 } });
+    expect(acksConsumer?.required).toBeUndefined();
+    const modify = document.paths["/subscriptions/{subscription_id}/modify-ack-deadline"]?.post;
+    expect(modify?.requestBody?.content["application/json"]?.schema).toMatchObject({
+      required: ["ack_deadline_seconds"],
+      properties: { ack_deadline_seconds: { type: "integer", minimum: 0, maximum: 600 } },
+    });
+    // A whole-message body's optional fields may come by the query string; required ones only in the body.
+    expect(modify?.parameters?.map((parameter) => [parameter.name, parameter.in, parameter.required])).toEqual([
+      ["subscription_id", "path", true],
+      ["consumer_id", "query", undefined],
+    ]);
+    expect(modify?.parameters?.[1]?.description).toContain("may be given in the body instead");
     const acks = document.paths["/subscriptions/{subscription_id}/acks"]?.post?.requestBody;
     expect(acks?.required).toBe(true);
     expect(acks?.content["application/json"]?.schema).toEqual({

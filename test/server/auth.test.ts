@@ -4,6 +4,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listenerName } from "../../src/db/notifications.ts";
 import { createDatabasePool } from "../../src/db/pool.ts";
+import { services } from "../../src/server/routes.ts";
 import { registerClient } from "../../src/services/client-service.ts";
 import { expectCode } from "../support/expect-code.ts";
 import { uniqueId } from "../support/ids.ts";
@@ -355,6 +356,12 @@ const matrix: MatrixCase[] = [
   { rpc: "GetSubscription", scope: "subscriptions:read", narrowable: true, call: (api, id) => api.subscriptions.getSubscription({ id }) },
   { rpc: "ListSubscriptions", scope: "subscriptions:read", narrowable: false, call: (api) => api.subscriptions.listSubscriptions({}) },
   {
+    rpc: "UpdateSubscription",
+    scope: "subscriptions:update",
+    narrowable: true,
+    call: (api, id) => api.subscriptions.updateSubscription({ id, ackDeadlineSeconds: 30 }),
+  },
+  {
     rpc: "DeleteSubscription",
     scope: "subscriptions:delete",
     narrowable: true,
@@ -377,6 +384,12 @@ const matrix: MatrixCase[] = [
     scope: "subscriptions:consume",
     narrowable: true,
     call: (api, id) => api.subscriptions.nackMessages({ subscriptionId: id, messageIds: [] }),
+  },
+  {
+    rpc: "ModifyAckDeadline",
+    scope: "subscriptions:consume",
+    narrowable: true,
+    call: (api, id) => api.subscriptions.modifyAckDeadline({ subscriptionId: id, messageIds: [], ackDeadlineSeconds: 30 }),
   },
   {
     rpc: "ListDlqMessages",
@@ -412,6 +425,13 @@ const matrix: MatrixCase[] = [
   },
   { rpc: "DeleteClient", scope: "clients:delete", narrowable: true, call: (api, id) => api.clients.deleteClient({ id }) },
 ];
+
+it("the scope matrix covers every unary RPC that needs a token", () => {
+  const guarded = services.flatMap((service) =>
+    service.methods.filter((method) => method.methodKind === "unary" && method.name !== "CreateToken").map((method) => method.name),
+  );
+  expect(matrix.map((row) => row.rpc).sort()).toEqual(guarded.sort());
+});
 
 /** Resolves to the call's code: Ok when it succeeded, else its error's code. */
 async function codeOf(call: Promise<unknown>): Promise<Code | "ok"> {

@@ -58,6 +58,7 @@ describe("the REST paths", () => {
       backoff_min_seconds: 5,
       backoff_max_seconds: 300,
       created_at: expect.stringMatching(rfc3339Utc),
+      ack_deadline_seconds: 60,
     });
     expect(await call("GET", `/subscriptions/${id}`)).toMatchObject({ status: 200, json: created.json });
     const filtered = await call("POST", "/subscriptions", {
@@ -67,6 +68,7 @@ describe("the REST paths", () => {
       max_delivery_attempts: 3,
       backoff_min_seconds: 1,
       backoff_max_seconds: 10,
+      ack_deadline_seconds: 600,
     });
     expect(filtered).toMatchObject({
       status: 201,
@@ -75,6 +77,7 @@ describe("the REST paths", () => {
         max_delivery_attempts: 3,
         backoff_min_seconds: 1,
         backoff_max_seconds: 10,
+        ack_deadline_seconds: 600,
       },
     });
     expect(await call("POST", "/subscriptions", { id: `${id}-x`, topic_id: `${topicId}-x` })).toMatchObject({
@@ -105,6 +108,8 @@ describe("the REST paths", () => {
     ["a filter with a scalar value", "POST", "/subscriptions", { id: "s", topic_id: "t", filter: { a: "b" } }],
     ["max_delivery_attempts of 0", "POST", "/subscriptions", { id: "s", topic_id: "t", max_delivery_attempts: 0 }],
     ["max_delivery_attempts as text", "POST", "/subscriptions", { id: "s", topic_id: "t", max_delivery_attempts: "many" }],
+    ["ack_deadline_seconds of 601", "POST", "/subscriptions", { id: "s", topic_id: "t", ack_deadline_seconds: 601 }],
+    ["ack_deadline_seconds of 0 in the query", "POST", "/subscriptions?ack_deadline_seconds=0", { id: "s", topic_id: "t" }],
   ])("refuse %s with 422 and a detail", async (_, method, path, body) => {
     const answer = await call(method, path, body);
     expect(answer.status).toBe(422);
@@ -205,6 +210,7 @@ describe("Connect JSON", () => {
     const answer = await call("POST", "/fastpubsub.v1.SubscriptionService/CreateSubscription", { id: uniqueId("cj"), topic_id: topicId });
     expect(answer.status).toBe(200);
     expect(Object.keys(answer.json as object).sort()).toEqual([
+      "ack_deadline_seconds",
       "backoff_max_seconds",
       "backoff_min_seconds",
       "created_at",

@@ -56,8 +56,19 @@ describe.each(protocols)("ClientService over %s", (protocol) => {
 
   it("updates a client and bumps its token_version", async () => {
     const { id } = await api.clients.createClient({ name: "before", scopes: "topics:read" });
-    const updated = await api.clients.updateClient({ id, name: "after", scopes: "subscriptions:consume:s1 topics:read", isActive: false });
-    expect(updated).toMatchObject({ id, name: "after", scopes: "subscriptions:consume:s1 topics:read", isActive: false, tokenVersion: 2 });
+    const updated = await api.clients.updateClient({
+      id,
+      name: "after",
+      scopes: "subscriptions:consume:s1 subscriptions:update:s1 topics:read",
+      isActive: false,
+    });
+    expect(updated).toMatchObject({
+      id,
+      name: "after",
+      scopes: "subscriptions:consume:s1 subscriptions:update:s1 topics:read",
+      isActive: false,
+      tokenVersion: 2,
+    });
     expect((await api.clients.updateClient({ id, name: "after", scopes: "*" })).tokenVersion).toBe(3);
     expect(await api.clients.getClient({ id })).toMatchObject({ isActive: true, tokenVersion: 3 });
   });

@@ -13,6 +13,7 @@ beforeAll(async () => {
     FASTPUBSUB_SUBSCRIPTION_MAX_ATTEMPTS: "7",
     FASTPUBSUB_SUBSCRIPTION_BACKOFF_MIN_SECONDS: "2",
     FASTPUBSUB_SUBSCRIPTION_BACKOFF_MAX_SECONDS: "90",
+    FASTPUBSUB_SUBSCRIPTION_ACK_DEADLINE_SECONDS: "45",
   });
 });
 afterAll(async () => {
@@ -33,7 +34,14 @@ describe.each(protocols)("SubscriptionService over %s", (protocol) => {
   it("creates a subscription with the configured delivery defaults", async () => {
     const id = uniqueId("defaults");
     const created = await api.subscriptions.createSubscription({ id, topicId });
-    expect(created).toMatchObject({ id, topicId, maxDeliveryAttempts: 7, backoffMinSeconds: 2, backoffMaxSeconds: 90 });
+    expect(created).toMatchObject({
+      id,
+      topicId,
+      maxDeliveryAttempts: 7,
+      backoffMinSeconds: 2,
+      backoffMaxSeconds: 90,
+      ackDeadlineSeconds: 45,
+    });
     expect(toJson(ValueSchema, created.filter ?? value(null))).toBeNull();
     const fetched = await api.subscriptions.getSubscription({ id });
     expect(fetched).toEqual(created);
@@ -47,8 +55,9 @@ describe.each(protocols)("SubscriptionService over %s", (protocol) => {
       maxDeliveryAttempts: 1,
       backoffMinSeconds: 1,
       backoffMaxSeconds: 1,
+      ackDeadlineSeconds: 600,
     });
-    expect(created).toMatchObject({ maxDeliveryAttempts: 1, backoffMinSeconds: 1, backoffMaxSeconds: 1 });
+    expect(created).toMatchObject({ maxDeliveryAttempts: 1, backoffMinSeconds: 1, backoffMaxSeconds: 1, ackDeadlineSeconds: 600 });
     expect(await api.subscriptions.getSubscription({ id })).toEqual(created);
   });
 
@@ -90,6 +99,8 @@ describe.each(protocols)("SubscriptionService over %s", (protocol) => {
     ["zero max_delivery_attempts", { maxDeliveryAttempts: 0 }, /^max_delivery_attempts must be at least 1/],
     ["zero backoff_min_seconds", { backoffMinSeconds: 0 }, /^backoff_min_seconds must be at least 1/],
     ["negative backoff_max_seconds", { backoffMaxSeconds: -5 }, /^backoff_max_seconds must be at least 1/],
+    ["zero ack_deadline_seconds", { ackDeadlineSeconds: 0 }, /^ack_deadline_seconds must be between 1 and 600/],
+    ["601 ack_deadline_seconds", { ackDeadlineSeconds: 601 }, /^ack_deadline_seconds must be between 1 and 600/],
     ["backoff_min above backoff_max", { backoffMinSeconds: 20, backoffMaxSeconds: 10 }, /^backoff_min_seconds \(20\) must not be greater/],
     ["backoff_min above the default backoff_max", { backoffMinSeconds: 91 }, /^backoff_min_seconds \(91\) must not be greater/],
   ])("refuses %s as invalid_argument and writes nothing", async (_, fields, message) => {
@@ -112,6 +123,72 @@ describe.each(protocols)("SubscriptionService over %s", (protocol) => {
     const error = await expectCode(api.subscriptions.createSubscription({ id, topicId, maxDeliveryAttempts: 9 }), Code.AlreadyExists);
     expect(error.rawMessage).toBe("This subscription already exists");
     expect(await api.subscriptions.getSubscription({ id })).toEqual(first);
+  });
+
+  it("updates the delivery settings it is given, keeps the others, and lists the result", async () => {
+    const id = uniqueId("update");
+    const created = await api.subscriptions.createSubscription({ id, topicId, filter: value({ country: ["BR"] }) });
+    const updated = await api.subscriptions.updateSubscription({ id, ackDeadlineSeconds: 30, backoffMaxSeconds: 40 });
+    expect(updated).toEqual({ ...created, ackDeadlineSeconds: 30, backoffMaxSeconds: 40 });
+    expect(await api.subscriptions.getSubscription({ id })).toEqual(updated);
+    const all = await api.subscriptions.updateSubscription({
+      id,
+      maxDeliveryAttempts: 2,
+      backoffMinSeconds: 3,
+      backoffMaxSeconds: 4,
+      ackDeadlineSeconds: 1,
+    });
+    expect(all).toEqual({ ...created, maxDeliveryAttempts: 2, backoffMinSeconds: 3, backoffMaxSeconds: 4, ackDeadlineSeconds: 1 });
+    const listed = (await api.subscriptions.listSubscriptions({ limit: 100 })).data.find((subscription) => subscription.id === id);
+    expect(listed).toEqual(all);
+  });
+
+  it("returns the subscription unchanged when an update names no setting", async () => {
+    const id = uniqueId("update-nothing");
+    const created = await api.subscriptions.createSubscription({ id, topicId });
+    expect(await api.subscriptions.updateSubscription({ id })).toEqual(created);
+    expect(await api.subscriptions.getSubscription({ id })).toEqual(created);
+  });
+
+  it.each([
+    ["a topic_id", { topicId: "other" }, /^topic_id cannot be changed/],
+    ["the same topic_id, beside a valid setting", { topicId: "same", ackDeadlineSeconds: 30 }, /^topic_id cannot be changed/],
+    ["a null filter, beside a valid setting", { filter: value(null), maxDeliveryAttempts: 3 }, /^filter cannot be changed/],
+    ["a filter", { filter: value({ country: ["BR"] }) }, /^filter cannot be changed/],
+    ["zero max_delivery_attempts", { maxDeliveryAttempts: 0 }, /^max_delivery_attempts must be at least 1/],
+    ["zero backoff_min_seconds", { backoffMinSeconds: 0 }, /^backoff_min_seconds must be at least 1/],
+    ["zero backoff_max_seconds", { backoffMaxSeconds: 0 }, /^backoff_max_seconds must be at least 1/],
+    ["zero ack_deadline_seconds", { ackDeadlineSeconds: 0 }, /^ack_deadline_seconds must be between 1 and 600/],
+    [
+      "backoff_min above the current backoff_max",
+      { backoffMinSeconds: 91 },
+      /^backoff_min_seconds \(91\) must not be greater than backoff_max_seconds \(90\)$/,
+    ],
+    [
+      "backoff_max below the current backoff_min",
+      { backoffMaxSeconds: 1 },
+      /^backoff_min_seconds \(2\) must not be greater than backoff_max_seconds \(1\)$/,
+    ],
+    [
+      "backoff_min above backoff_max",
+      { backoffMinSeconds: 9, backoffMaxSeconds: 8 },
+      /^backoff_min_seconds \(9\) must not be greater than backoff_max_seconds \(8\)$/,
+    ],
+  ])("refuses an update with %s as invalid_argument and changes nothing", async (_, fields, message) => {
+    const id = uniqueId("update-invalid");
+    const created = await api.subscriptions.createSubscription({ id, topicId });
+    const request = { id, ...fields, ...("topicId" in fields && fields.topicId === "same" ? { topicId } : {}) };
+    const error = await expectCode(api.subscriptions.updateSubscription(request), Code.InvalidArgument);
+    expect(error.rawMessage).toMatch(message);
+    expect(await api.subscriptions.getSubscription({ id })).toEqual(created);
+  });
+
+  it("refuses to update a missing subscription as not_found", async () => {
+    const error = await expectCode(
+      api.subscriptions.updateSubscription({ id: uniqueId("nowhere"), ackDeadlineSeconds: 30 }),
+      Code.NotFound,
+    );
+    expect(error.rawMessage).toBe("Subscription not found");
   });
 
   it("deletes a subscription", async () => {

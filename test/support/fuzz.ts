@@ -12,6 +12,7 @@ import {
 } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import fc from "fast-check";
+import { rules } from "../../gen/fastpubsub/v1/field_rules_pb.ts";
 import { http } from "../../gen/google/api/annotations_pb.ts";
 import { type RestBinding, restBinding } from "../../src/server/rest/rest-binding.ts";
 import { services } from "../../src/server/routes.ts";
@@ -90,7 +91,7 @@ export const fuzzMethods: readonly DescMethod[] = services.flatMap((service) => 
 
 /** The REST binding of an RPC, if it has one. */
 export function restBindingOf(method: DescMethod): RestBinding | undefined {
-  return hasOption(method, http) ? restBinding(method, getOption(method, http)) : undefined;
+  return hasOption(method, http) ? restBinding(method, getOption(method, http), (field) => getOption(field, rules).required) : undefined;
 }
 
 // ---- texts, numbers and JSON ----

@@ -3,12 +3,12 @@ import { type Client, Code, ConnectError } from "@connectrpc/connect";
 
 /** One REST call of the seed's API, written out by hand from API.md rather than read from the proto. */
 interface RestCall {
-  verb: "GET" | "POST" | "PUT" | "DELETE";
+  verb: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
   /** The path, with `{field}` standing for a request field. */
   path: string;
   /** Request fields sent in the query string. */
   query?: string[];
-  /** The request field sent as the body, or `*` for every field not in the path. */
+  /** The request field sent as the body, or `*` for every field in neither the path nor the query. */
   body?: string;
   /** The status of success. */
   status: 200 | 201 | 204;
@@ -25,6 +25,7 @@ const calls: Record<string, RestCall> = {
   CreateSubscription: { verb: "POST", path: "/subscriptions", body: "*", status: 201 },
   GetSubscription: { verb: "GET", path: "/subscriptions/{id}", status: 200 },
   ListSubscriptions: { verb: "GET", path: "/subscriptions", query: page, status: 200 },
+  UpdateSubscription: { verb: "PATCH", path: "/subscriptions/{id}", body: "*", status: 200 },
   DeleteSubscription: { verb: "DELETE", path: "/subscriptions/{id}", status: 204 },
   ConsumeMessages: {
     verb: "GET",
@@ -32,8 +33,21 @@ const calls: Record<string, RestCall> = {
     query: ["consumer_id", "batch_size", "wait_seconds"],
     status: 200,
   },
-  AckMessages: { verb: "POST", path: "/subscriptions/{subscription_id}/acks", body: "message_ids", status: 204 },
-  NackMessages: { verb: "POST", path: "/subscriptions/{subscription_id}/nacks", body: "message_ids", status: 204 },
+  AckMessages: { verb: "POST", path: "/subscriptions/{subscription_id}/acks", query: ["consumer_id"], body: "message_ids", status: 204 },
+  NackMessages: {
+    verb: "POST",
+    path: "/subscriptions/{subscription_id}/nacks",
+    query: ["consumer_id", "delay_seconds"],
+    body: "message_ids",
+    status: 204,
+  },
+  ModifyAckDeadline: {
+    verb: "POST",
+    path: "/subscriptions/{subscription_id}/modify-ack-deadline",
+    query: ["consumer_id"],
+    body: "*",
+    status: 204,
+  },
   ListDlqMessages: { verb: "GET", path: "/subscriptions/{subscription_id}/dlq", query: page, status: 200 },
   ReprocessDlqMessages: { verb: "POST", path: "/subscriptions/{subscription_id}/dlq/reprocess", body: "message_ids", status: 204 },
   GetSubscriptionMetrics: { verb: "GET", path: "/subscriptions/{subscription_id}/metrics", status: 200 },
@@ -82,7 +96,7 @@ async function callRest(method: DescMethod, baseUrl: string, headers: Record<str
   }
   let body: JsonValue | undefined;
   if (call.body === "*") {
-    body = Object.fromEntries(Object.entries(request).filter(([name]) => !pathFields.includes(name)));
+    body = Object.fromEntries(Object.entries(request).filter(([name]) => !pathFields.includes(name) && !call.query?.includes(name)));
   } else if (call.body) {
     body = request[call.body] ?? [];
   }

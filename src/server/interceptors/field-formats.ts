@@ -1,5 +1,5 @@
-import type { DescEnum, JsonObject } from "@bufbuild/protobuf";
-import type { Value } from "@bufbuild/protobuf/wkt";
+import type { DescEnum, DescField, JsonObject } from "@bufbuild/protobuf";
+import { FeatureSet_FieldPresence, type Value } from "@bufbuild/protobuf/wkt";
 // Types only: the OpenAPI plugin imports this module and runs before gen/ exists (buf.gen.yaml's clean: true).
 import type { Format } from "../../../gen/fastpubsub/v1/field_rules_pb.ts";
 import { isValidScope } from "../../auth/scopes.ts";
@@ -10,7 +10,7 @@ export interface FieldFormat {
   check(value: unknown): string | undefined;
   /** The JSON Schema keywords that state the format, merged over the schema of the field's type. */
   schema: JsonObject;
-  /** Whether an unset field breaks the format, so that a request must set it. */
+  /** Whether an empty field breaks the format, so that a request must set it (unless the field may be left unset). */
   refusesEmpty: boolean;
 }
 
@@ -76,4 +76,12 @@ export const fieldFormats: Record<keyof typeof Format, FieldFormat> = {
 export function fieldFormat(formatEnum: DescEnum, format: number): FieldFormat {
   const name = formatEnum.value[format]?.localName;
   return name !== undefined && Object.hasOwn(fieldFormats, name) ? fieldFormats[name as keyof typeof Format] : fieldFormats.UNSPECIFIED;
+}
+
+/**
+ * Whether a request can leave a field unset, as distinct from empty: a proto3
+ * `optional` scalar, or a message. An unset field passes every rule but `required`.
+ */
+export function canBeUnset(field: DescField): boolean {
+  return field.fieldKind !== "list" && field.fieldKind !== "map" && field.presence !== FeatureSet_FieldPresence.IMPLICIT;
 }

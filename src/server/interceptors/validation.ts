@@ -1,8 +1,7 @@
 import { type DescField, type DescMessage, getOption, hasOption, type Message } from "@bufbuild/protobuf";
-import { FeatureSet_FieldPresence } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { type FieldRules, Format, FormatSchema, rules } from "../../../gen/fastpubsub/v1/field_rules_pb.ts";
-import { fieldFormat } from "./field-formats.ts";
+import { canBeUnset, fieldFormat } from "./field-formats.ts";
 import { requestMessage } from "./single-request.ts";
 import { findUnstorableValue } from "./unstorable-values.ts";
 
@@ -35,10 +34,10 @@ function checkFromRules(field: DescField, fieldRules: FieldRules): Check {
   } else if (fieldRules.format !== Format.UNSPECIFIED) {
     checks.push(format);
   }
-  // An unset field with explicit presence (proto3 `optional`) breaks no rule but `required`.
-  const optional = field.fieldKind === "scalar" && field.presence === FeatureSet_FieldPresence.EXPLICIT && !fieldRules.required;
+  const unsettable = canBeUnset(field);
   return (value) => {
-    if (optional && value === undefined) return undefined;
+    // A field left unset breaks no rule but `required`.
+    if (value === undefined && unsettable) return fieldRules.required ? "is required" : undefined;
     for (const check of checks) {
       const reason = check(value);
       if (reason) return reason;

@@ -1,6 +1,7 @@
 import type { DescField, DescMethod } from "@bufbuild/protobuf";
 // Types only: the OpenAPI plugin imports this module and runs before gen/ exists (buf.gen.yaml's clean: true).
 import type { HttpRule } from "../../../gen/google/api/http_pb.ts";
+import { canBeUnset } from "../interceptors/field-formats.ts";
 
 /** How one RPC is reached over REST, as its google.api.http rule says; the server and the OpenAPI document both use it. */
 export interface RestBinding {
@@ -13,7 +14,10 @@ export interface RestBinding {
   pathFields: DescField[];
   /** Where the request body goes: nowhere, the whole message (`*`), or one field. */
   body: "none" | "message" | DescField;
-  /** The fields read from the query string: those bound neither by the path nor by the body. */
+  /**
+   * The fields read from the query string: those bound neither by the path nor by the body, or, for a
+   * body of the whole message, those it may leave out (optional, not required), when it does.
+   */
   queryFields: DescField[];
   /** The query fields by their proto name and by their JSON name. */
   queryFieldByName: ReadonlyMap<string, DescField>;
@@ -29,8 +33,9 @@ export interface RestBinding {
  * Derives an RPC's REST binding from its google.api.http rule: the server
  * passes the option read through gen/, the OpenAPI plugin the same option
  * read through its registry, which decodes it to the same shape.
+ * `isRequired` tells whether the input rules make a field required.
  */
-export function restBinding(method: DescMethod, rule: HttpRule): RestBinding {
+export function restBinding(method: DescMethod, rule: HttpRule, isRequired: (field: DescField) => boolean): RestBinding {
   const where = `${method.parent.typeName}.${method.name}`;
   const { case: verb, value: template } = rule.pattern;
   if (verb === undefined || verb === "custom") throw new Error(`${where}: unsupported google.api.http pattern`);
@@ -49,10 +54,15 @@ export function restBinding(method: DescMethod, rule: HttpRule): RestBinding {
     });
   const pathFields = segments.filter((segment) => typeof segment !== "string");
   const body = rule.body === "" ? "none" : rule.body === "*" ? "message" : field(rule.body);
-  const queryFields =
-    body === "message"
-      ? []
-      : method.input.fields.filter((candidate) => !pathFields.includes(candidate) && candidate !== body && isPlain(candidate));
+  // A body of the whole message may leave out an optional field that the query string then gives
+  // (e.g. `?consumer_id=w1`); a required one belongs in the body.
+  const queryFields = method.input.fields.filter(
+    (candidate) =>
+      !pathFields.includes(candidate) &&
+      candidate !== body &&
+      isPlain(candidate) &&
+      (body !== "message" || (canBeUnset(candidate) && !isRequired(candidate))),
+  );
   const bodiless = method.output.typeName === "google.protobuf.Empty";
   return {
     verb,

@@ -1,5 +1,6 @@
 import { type DescField, getOption, hasOption } from "@bufbuild/protobuf";
 import type { MethodImplSpec } from "@connectrpc/connect";
+import { rules } from "../../../gen/fastpubsub/v1/field_rules_pb.ts";
 import { http } from "../../../gen/google/api/annotations_pb.ts";
 import { type RestBinding, restBinding } from "./rest-binding.ts";
 
@@ -12,7 +13,7 @@ export interface RestRoute extends RestBinding {
 export function restRoutesFromMethods(specs: Iterable<MethodImplSpec>): RestRoute[] {
   return [...specs]
     .filter((spec) => spec.kind === "unary" && hasOption(spec.method, http))
-    .map((spec) => ({ ...restBinding(spec.method, getOption(spec.method, http)), spec: spec as RestRoute["spec"] }))
+    .map((spec) => ({ ...restBinding(spec.method, getOption(spec.method, http), isRequired), spec: spec as RestRoute["spec"] }))
     .sort((a, b) => literalCount(b) - literalCount(a));
 }
 
@@ -62,4 +63,8 @@ function decodePathSegment(part: string) {
   } catch {
     return undefined;
   }
+}
+
+function isRequired(field: DescField) {
+  return getOption(field, rules).required;
 }

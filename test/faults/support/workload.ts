@@ -16,7 +16,7 @@ export interface WorkloadOptions {
   publishPauseMs: number;
   /** How long a consumer works on a batch before it acks it. */
   holdMs: number;
-  /** FASTPUBSUB_CLEANUP_STUCK_MESSAGES_LOCK_TIMEOUT_SECONDS, in ms: how long a delivery stays live. */
+  /** The subscription's ack_deadline_seconds, in ms (whole seconds): how long a delivery stays live. */
   leaseMs: number;
   /** An access token, for servers with authentication on. */
   token?: string;
@@ -160,7 +160,7 @@ export function createWorkload(options: WorkloadOptions) {
     ledger,
     subscriptionId,
 
-    /** Creates the topic and subscription (lease expiries redeliver after 1 s, never to the dead-letter queue) and starts the loops. */
+    /** Creates the topic and subscription (leases of leaseMs; expiries redeliver after 1 s, never to the dead-letter queue) and starts the loops. */
     async start() {
       await client(0).topics.createTopic({ id: topicId });
       await client(0).subscriptions.createSubscription({
@@ -169,6 +169,7 @@ export function createWorkload(options: WorkloadOptions) {
         maxDeliveryAttempts: 1000,
         backoffMinSeconds: 1,
         backoffMaxSeconds: 1,
+        ackDeadlineSeconds: options.leaseMs / 1000,
       });
       publishing = Promise.all(Array.from({ length: options.publishers }, (_, n) => publisher(client(n))));
       consuming = Promise.all(Array.from({ length: options.consumers }, (_, n) => consumer(client(n + 1), `consumer-${n}`)));

@@ -334,6 +334,14 @@ interface MatrixCase {
   scope: string;
   call: (api: Api, id: string) => Promise<unknown>;
   narrowable: boolean;
+  /** A server-streaming RPC, which has no REST path. */
+  streaming?: boolean;
+}
+
+/** Opens a stream and resolves with its first response, or rejects with the error it ends with. */
+async function firstResponse(stream: AsyncIterable<unknown>) {
+  for await (const response of stream) return response;
+  return undefined;
 }
 
 const matrix: MatrixCase[] = [
@@ -386,6 +394,13 @@ const matrix: MatrixCase[] = [
     call: (api, id) => api.subscriptions.nackMessages({ subscriptionId: id, messageIds: [] }),
   },
   {
+    rpc: "StreamMessages",
+    scope: "subscriptions:consume",
+    narrowable: true,
+    streaming: true,
+    call: (api, id) => firstResponse(api.subscriptions.streamMessages({ subscriptionId: id, consumerId: "w" })),
+  },
+  {
     rpc: "ModifyAckDeadline",
     scope: "subscriptions:consume",
     narrowable: true,
@@ -426,9 +441,9 @@ const matrix: MatrixCase[] = [
   { rpc: "DeleteClient", scope: "clients:delete", narrowable: true, call: (api, id) => api.clients.deleteClient({ id }) },
 ];
 
-it("the scope matrix covers every unary RPC that needs a token", () => {
+it("the scope matrix covers every RPC that needs a token", () => {
   const guarded = services.flatMap((service) =>
-    service.methods.filter((method) => method.methodKind === "unary" && method.name !== "CreateToken").map((method) => method.name),
+    service.methods.filter((method) => method.name !== "CreateToken").map((method) => method.name),
   );
   expect(matrix.map((row) => row.rpc).sort()).toEqual(guarded.sort());
 });
@@ -444,6 +459,7 @@ async function codeOf(call: Promise<unknown>): Promise<Code | "ok"> {
 }
 
 describe.each(["rest", "grpc"] as const)("the scope matrix over %s", (protocol) => {
+  const rows = protocol === "rest" ? matrix.filter((row) => !row.streaming) : matrix;
   const tokens = new Map<string, string>();
   const tokenFor = async (scopes: string) => {
     if (!tokens.has(scopes)) tokens.set(scopes, (await client(scopes)).token);
@@ -453,7 +469,7 @@ describe.each(["rest", "grpc"] as const)("the scope matrix over %s", (protocol) 
   const resourceId = (rpc: string) => (rpc.endsWith("Client") ? "0190b3a2-7c4e-7000-8000-0000000000aa" : "res-a");
   const otherId = (rpc: string) => (rpc.endsWith("Client") ? "0190b3a2-7c4e-7000-8000-0000000000bb" : "res-b");
 
-  it.each(matrix)(
+  it.each(rows)(
     "lets $rpc through with * and with $scope, and refuses other scopes with permission_denied",
     async ({ rpc, scope, call }) => {
       for (const granted of ["*", scope, `topics:read ${scope} clients:read`]) {
@@ -477,7 +493,7 @@ describe.each(["rest", "grpc"] as const)("the scope matrix over %s", (protocol) 
     },
   );
 
-  it.each(matrix.filter((row) => row.narrowable))(
+  it.each(rows.filter((row) => row.narrowable))(
     "lets $rpc through with $scope narrowed to its resource, and not to another",
     async ({ rpc, scope, call }) => {
       const api = createApi(protocol, server.url, bearer(await tokenFor(`${scope}:${resourceId(rpc)}`)));
@@ -487,7 +503,7 @@ describe.each(["rest", "grpc"] as const)("the scope matrix over %s", (protocol) 
     },
   );
 
-  it.each(matrix.filter((row) => !row.narrowable))(
+  it.each(rows.filter((row) => !row.narrowable))(
     "does not let $rpc through with a scope narrowed to some resource",
     async ({ scope, call }) => {
       const api = createApi(protocol, server.url, bearer(await tokenFor(`${scope}:res-a`)));

@@ -159,6 +159,10 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
       process.send?.({ kind: "fastpubsub:metrics", id } satisfies MetricsRequest);
     });
   const reportFatal = (error: Error) => process.send?.({ kind: "fastpubsub:fatal", reason: error.message } satisfies FatalReport);
+  // This worker answers the primary's requests for its metrics from the start (with none
+  // until it serves), so that a scrape never waits on a worker that is still starting.
+  AggregatorRegistry.setRegistries([]);
+  new AggregatorRegistry();
   const server = await serve(config, logger, config.databaseUrl ?? "", {
     maintenance: false,
     renderMetrics,
@@ -169,8 +173,6 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
     throw error;
   });
   void server.failed.then(reportFatal);
-  // This worker answers the primary's requests for its metrics from then on.
   AggregatorRegistry.setRegistries([server.metrics]);
-  new AggregatorRegistry();
   return server;
 }

@@ -2,11 +2,12 @@
  * The TypeScript client of fastpubsub: `import { createFastPubSubClient } from "fastpubsub/client"`.
  * It also exports the generated services, messages and schemas (also at `fastpubsub/gen/fastpubsub/v1/<file>_pb`).
  */
-import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type Client, Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { AuthService } from "../gen/fastpubsub/v1/auth_service_pb.ts";
 import { ClientService } from "../gen/fastpubsub/v1/client_service_pb.ts";
-import { SubscriptionService } from "../gen/fastpubsub/v1/subscription_service_pb.ts";
+import { type Message, SubscriptionService } from "../gen/fastpubsub/v1/subscription_service_pb.ts";
 import { TopicService } from "../gen/fastpubsub/v1/topic_service_pb.ts";
 
 /** The protocols a client can speak; the server answers all of them on one port. */
@@ -26,6 +27,8 @@ export interface FastPubSubClient {
   subscriptions: Client<typeof SubscriptionService>;
   clients: Client<typeof ClientService>;
   auth: Client<typeof AuthService>;
+  /** Runs `handler` for each message of a subscription as it arrives: see the function subscribe. */
+  subscribe(subscriptionId: string, handler: MessageHandler, options?: SubscribeOptions): Subscriber;
 }
 
 /** Creates clients of every fastpubsub service at `baseUrl` (e.g. `http://localhost:8000`). */
@@ -39,11 +42,13 @@ export function createFastPubSubClient(baseUrl: string, options: FastPubSubClien
     });
   }
   const transport = createTransport(baseUrl, options.protocol ?? "connect", interceptors);
+  const subscriptions = createClient(SubscriptionService, transport);
   return {
     topics: createClient(TopicService, transport),
-    subscriptions: createClient(SubscriptionService, transport),
+    subscriptions,
     clients: createClient(ClientService, transport),
     auth: createClient(AuthService, transport),
+    subscribe: (subscriptionId, handler, options) => subscribe(subscriptions, subscriptionId, handler, options),
   };
 }
 
@@ -85,6 +90,221 @@ export function clientCredentials(baseUrl: string, clientId: string, clientSecre
   return async () => {
     if (!current || Date.now() >= current.renewAt) current = renew();
     return current.token;
+  };
+}
+
+/** The work done for one message: the message is acked when it returns (or resolves), nacked when it throws (or rejects). */
+export type MessageHandler = (message: Message) => unknown;
+
+/** Options of subscribe. */
+export interface SubscribeOptions {
+  /** The consumer the messages are locked to; by default a random one for each subscriber. */
+  consumerId?: string;
+  /**
+   * The most messages delivered to the subscriber and not yet acked or nacked, 1 to 1000, which is
+   * also the most handlers running at once; 100 by default.
+   */
+  maxOutstandingMessages?: number;
+  /**
+   * The lease, in seconds, that a running handler's message is extended to, every half of it; by
+   * default the subscription's ack_deadline_seconds (read with GetSubscription at each connection,
+   * 60 when the server reports none). When set it must not be longer than the subscription's own.
+   */
+  ackDeadlineSeconds?: number;
+  /**
+   * Called with every error: those the subscriber gets over (a stream that broke, a failed ack,
+   * nack or lease extension) and the one that stops it, which also rejects `done`.
+   */
+  onError?: (error: ConnectError) => void;
+}
+
+/** A subscriber, as subscribe returns it. */
+export interface Subscriber {
+  /** The consumer the messages are locked to. */
+  readonly consumerId: string;
+  /**
+   * Resolves once the subscriber has stopped after close(); rejects with the error that stopped it
+   * otherwise. Either way it settles after the running handlers have ended and their acks and nacks were sent.
+   */
+  readonly done: Promise<void>;
+  /** Stops receiving, waits for the running handlers and sends their acks and nacks; resolves once that is done. */
+  close(): Promise<void>;
+}
+
+// A stream that ends with one of these is opened again: they are what a restarting or overloaded
+// server and a broken connection give. Any other code (not_found, permission_denied,
+// unauthenticated, invalid_argument, ...) stops the subscriber.
+const reconnectCodes = new Set([
+  Code.Unavailable,
+  Code.Internal,
+  Code.DeadlineExceeded,
+  Code.Unknown,
+  Code.Aborted,
+  Code.Canceled,
+  Code.ResourceExhausted,
+]);
+const reconnectMinMs = 100;
+const reconnectMaxMs = 10_000;
+// Acks and nacks wait this long for others to go in the same call.
+const ackBatchMs = 10;
+// The most ids one AckMessages, NackMessages or ModifyAckDeadline call takes.
+const idsPerCall = 1000;
+
+/**
+ * Receives a subscription's messages over StreamMessages and runs `handler` for each, up to
+ * maxOutstandingMessages at once: a message is acked when its handler succeeds and nacked when it
+ * throws, and the lease of a message whose handler is still running is extended with
+ * ModifyAckDeadline every half of the ack deadline. A stream that breaks (unavailable, internal,
+ * deadline_exceeded, a lost connection, ...) is opened again after an exponential backoff with
+ * jitter; any other error (not_found, permission_denied, unauthenticated, invalid_argument, ...)
+ * stops the subscriber and rejects `done`.
+ */
+export function subscribe(
+  subscriptions: Client<typeof SubscriptionService>,
+  subscriptionId: string,
+  handler: MessageHandler,
+  options: SubscribeOptions = {},
+): Subscriber {
+  const consumerId = options.consumerId ?? `subscriber-${crypto.randomUUID()}`;
+  const maxOutstanding = options.maxOutstandingMessages ?? 100;
+  const report = (reason: unknown) => {
+    const error = ConnectError.from(reason);
+    options.onError?.(error);
+    return error;
+  };
+  const stop = new AbortController();
+  const acks = createIdBatcher((messageIds) => subscriptions.ackMessages({ subscriptionId, messageIds, consumerId }), report);
+  const nacks = createIdBatcher((messageIds) => subscriptions.nackMessages({ subscriptionId, messageIds, consumerId }), report);
+
+  // Messages received and not yet acked or nacked, by id; those waiting for a free handler are in `queue`.
+  const held = new Map<string, Message>();
+  const queue: Message[] = [];
+  const handlers = new Set<Promise<void>>();
+  const runHandlers = () => {
+    while (handlers.size < maxOutstanding) {
+      const message = queue.shift();
+      if (!message) return;
+      const { id } = message;
+      const run = Promise.resolve(message)
+        .then(handler)
+        .then(
+          () => acks.add(id),
+          () => nacks.add(id),
+        )
+        .finally(() => {
+          held.delete(id);
+          handlers.delete(run);
+          runHandlers();
+        });
+      handlers.add(run);
+    }
+  };
+  const receive = (message: Message) => {
+    // A message redelivered to this consumer while its handler runs is acked by that handler.
+    if (held.has(message.id)) return;
+    held.set(message.id, message);
+    queue.push(message);
+    runHandlers();
+  };
+
+  let ackDeadlineSeconds = options.ackDeadlineSeconds ?? 60;
+  let extension: ReturnType<typeof setTimeout> | undefined;
+  const scheduleExtension = () => {
+    clearTimeout(extension);
+    extension = setTimeout(() => {
+      const ids = [...held.keys()];
+      for (let start = 0; start < ids.length; start += idsPerCall) {
+        const messageIds = ids.slice(start, start + idsPerCall);
+        subscriptions.modifyAckDeadline({ subscriptionId, messageIds, ackDeadlineSeconds, consumerId }).catch(report);
+      }
+      scheduleExtension();
+    }, ackDeadlineSeconds * 500);
+  };
+  const readAckDeadline = async () => {
+    if (options.ackDeadlineSeconds !== undefined) return;
+    const subscription = await subscriptions.getSubscription({ id: subscriptionId }, { signal: stop.signal }).catch((reason: unknown) => {
+      const error = ConnectError.from(reason);
+      if (error.code !== Code.PermissionDenied) throw error;
+      throw new ConnectError(`${error.rawMessage} (reading the subscription's ack deadline: pass ackDeadlineSeconds)`, error.code);
+    });
+    const seconds = subscription.ackDeadlineSeconds || 60;
+    if (seconds !== ackDeadlineSeconds) {
+      ackDeadlineSeconds = seconds;
+      scheduleExtension();
+    }
+  };
+
+  const stream = async () => {
+    let failures = 0;
+    while (!stop.signal.aborted) {
+      try {
+        await readAckDeadline();
+        const request = { subscriptionId, consumerId, maxOutstandingMessages: maxOutstanding };
+        for await (const response of subscriptions.streamMessages(request, { signal: stop.signal })) {
+          failures = 0;
+          for (const message of response.data) receive(message);
+        }
+      } catch (reason) {
+        if (stop.signal.aborted) return;
+        const error = report(reason);
+        if (!reconnectCodes.has(error.code)) throw error;
+      }
+      failures++;
+      const backoffMs = Math.min(reconnectMaxMs, reconnectMinMs * 2 ** (failures - 1));
+      await sleep(backoffMs * (0.5 + Math.random() / 2), undefined, { signal: stop.signal }).catch(() => {});
+    }
+  };
+
+  const done = (async () => {
+    scheduleExtension();
+    try {
+      await stream();
+    } finally {
+      stop.abort();
+      while (handlers.size > 0) await Promise.all(handlers);
+      clearTimeout(extension);
+      await Promise.all([acks.flush(), nacks.flush()]);
+    }
+  })();
+  return {
+    consumerId,
+    done,
+    async close() {
+      stop.abort();
+      await done.catch(() => {});
+    },
+  };
+}
+
+/** Gathers ids for a short while and sends them in calls of up to idsPerCall; a failed call is reported. */
+function createIdBatcher(send: (ids: string[]) => Promise<unknown>, report: (reason: unknown) => unknown) {
+  let pending: string[] = [];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const calls = new Set<Promise<void>>();
+  const sendPending = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    for (let start = 0; start < pending.length; start += idsPerCall) {
+      const call: Promise<void> = send(pending.slice(start, start + idsPerCall))
+        .catch(report)
+        .then(() => {
+          calls.delete(call);
+        });
+      calls.add(call);
+    }
+    pending = [];
+  };
+  return {
+    add(id: string) {
+      pending.push(id);
+      if (pending.length >= idsPerCall) sendPending();
+      else timer ??= setTimeout(sendPending, ackBatchMs);
+    },
+    /** Sends the pending ids and waits for every call made. */
+    async flush() {
+      sendPending();
+      await Promise.all(calls);
+    },
   };
 }
 

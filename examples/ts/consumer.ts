@@ -1,19 +1,17 @@
 /**
- * Consumes SUBSCRIPTION until COUNT messages were processed: consume a batch,
- * process each message, ack the ones that succeeded and nack the others (they
- * come back after the subscription's backoff). When the queue is empty it
- * waits a little longer each time, up to a second, so that an idle consumer
- * costs almost nothing; a streaming RPC would replace exactly this loop.
+ * Consumes SUBSCRIPTION by streaming until COUNT messages were processed. The
+ * client's subscribe opens a StreamMessages stream and runs processMessage for
+ * up to --max-outstanding messages at once; it acks those that succeed and nacks
+ * the others (they come back after the subscription's backoff), extends the
+ * lease of a message still being processed, and reconnects when the stream breaks.
  *
  *   npm run example -- consumer --url http://localhost:8000 --protocol grpc --count 1000
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import { createFastPubSubClient, type Message } from "fastpubsub/client";
 import { exampleOptions } from "./options.ts";
 
-const { url, protocol, token, subscription, count, batchSize } = exampleOptions();
+const { url, protocol, token, subscription, count, maxOutstanding } = exampleOptions();
 const client = createFastPubSubClient(url, { protocol, token });
-const consumerId = `example-${process.pid}`;
 
 /** The work done for one message; a message that throws is nacked. */
 async function processMessage(message: Message) {
@@ -21,20 +19,17 @@ async function processMessage(message: Message) {
 }
 
 let processed = 0;
-let idleMs = 0;
-while (processed < count) {
-  const { data } = await client.subscriptions.consumeMessages({ subscriptionId: subscription, consumerId, batchSize });
-  if (data.length === 0) {
-    idleMs = Math.min(1000, Math.max(10, idleMs * 2));
-    await sleep(idleMs);
-    continue;
-  }
-  idleMs = 0;
-  const outcomes = await Promise.allSettled(data.map(processMessage));
-  const acks = data.filter((_, index) => outcomes[index]?.status === "fulfilled").map((message) => message.id);
-  const nacks = data.filter((_, index) => outcomes[index]?.status === "rejected").map((message) => message.id);
-  if (acks.length > 0) await client.subscriptions.ackMessages({ subscriptionId: subscription, messageIds: acks });
-  if (nacks.length > 0) await client.subscriptions.nackMessages({ subscriptionId: subscription, messageIds: nacks });
-  processed += acks.length;
-}
+const enough = Promise.withResolvers<void>();
+const subscriber = client.subscribe(
+  subscription,
+  async (message) => {
+    await processMessage(message);
+    if (++processed >= count) enough.resolve();
+  },
+  { maxOutstandingMessages: maxOutstanding },
+);
+// done rejects with the error that stops the subscriber (e.g. not_found).
+await Promise.race([enough.promise, subscriber.done]);
+// close waits for the messages still being processed and sends their acks.
+await subscriber.close();
 console.log(`processed ${processed} messages from ${subscription}`);

@@ -13,6 +13,7 @@ export function exampleOptions() {
       subscription: { type: "string", default: "example-orders-worker" },
       count: { type: "string", default: "1000" },
       "batch-size": { type: "string", default: "100" },
+      "max-outstanding": { type: "string", default: "100" },
     },
   });
   if (!["connect", "grpc", "grpc-web"].includes(values.protocol)) throw new Error("--protocol must be connect, grpc or grpc-web");
@@ -24,5 +25,6 @@ export function exampleOptions() {
     subscription: values.subscription,
     count: Number(values.count),
     batchSize: Number(values["batch-size"]),
+    maxOutstanding: Number(values["max-outstanding"]),
   };
 }

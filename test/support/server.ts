@@ -21,11 +21,11 @@ export async function createTestDatabase(options: { empty?: boolean } = {}): Pro
 }
 
 /**
- * Starts the real server on 127.0.0.1, port 0, over a fresh database.
- * `env` adds FASTPUBSUB_* settings.
+ * Starts the real server on 127.0.0.1, port 0, over a fresh database, or over `databaseUrl`
+ * (e.g. another test server's). `env` adds FASTPUBSUB_* settings.
  */
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
-  const url = await createTestDatabase();
+export async function startTestServer(env: Record<string, string> = {}, databaseUrl?: string): Promise<TestServer> {
+  const url = databaseUrl ?? (await createTestDatabase());
   const config = loadConfig({
     FASTPUBSUB_DATABASE_URL: url,
     FASTPUBSUB_API_HOST: "127.0.0.1",

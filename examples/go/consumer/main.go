@@ -1,17 +1,24 @@
-// Command consumer consumes -subscription over gRPC until -count messages were
-// processed: consume a batch, process each message, ack the ones that succeeded
-// and nack the others (they come back after the subscription's backoff). When
-// the queue is empty it waits a little longer each time, up to a second; a
-// streaming RPC would replace exactly this loop.
+// Command consumer consumes -subscription by streaming over gRPC until -count
+// messages were processed: StreamMessages delivers messages as they become
+// ready, never more than -max-outstanding not yet acked or nacked; the consumer
+// processes each batch, acks the messages that succeeded and nacks the others
+// (they come back after the subscription's backoff). When the stream breaks
+// (the server restarts, the connection drops) it opens it again after a
+// backoff that doubles up to 5 s.
 //
 //	go run ./consumer -address localhost:8000 -count 1000
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"fastpubsub/examples/go/internal/example"
 	pb "fastpubsub/gen/go/fastpubsub/v1"
@@ -21,49 +28,76 @@ func main() {
 	options := example.Parse()
 	connection := example.Dial(options)
 	defer connection.Close()
-	ctx := example.Context(options)
+	ctx, stop := context.WithCancel(example.Context(options))
+	defer stop()
 	subscriptions := pb.NewSubscriptionServiceClient(connection)
-	consumerID := fmt.Sprintf("example-go-%d", os.Getpid())
-	batchSize := int32(options.BatchSize)
+	maxOutstanding := int32(options.MaxOutstanding)
+	worker := &consumer{
+		subscriptions: subscriptions,
+		subscription:  options.Subscription,
+		id:            fmt.Sprintf("example-go-%d", os.Getpid()),
+	}
+	request := &pb.StreamMessagesRequest{
+		SubscriptionId:         worker.subscription,
+		ConsumerId:             worker.id,
+		MaxOutstandingMessages: &maxOutstanding,
+	}
 
 	processed := 0
-	idle := time.Duration(0)
+	backoff := 100 * time.Millisecond
 	for processed < options.Count {
-		answer, err := subscriptions.ConsumeMessages(ctx, &pb.ConsumeMessagesRequest{
-			SubscriptionId: options.Subscription,
-			ConsumerId:     consumerID,
-			BatchSize:      &batchSize,
-		})
+		stream, err := subscriptions.StreamMessages(ctx, request)
+		for err == nil && processed < options.Count {
+			var response *pb.StreamMessagesResponse
+			if response, err = stream.Recv(); err == nil {
+				backoff = 100 * time.Millisecond
+				// An empty response is a heartbeat.
+				processed += worker.handle(ctx, response.Data)
+			}
+		}
 		if err != nil {
-			log.Fatalf("consuming: %v", err)
-		}
-		if len(answer.Data) == 0 {
-			idle = min(time.Second, max(10*time.Millisecond, 2*idle))
-			time.Sleep(idle)
-			continue
-		}
-		idle = 0
-		var acks, nacks []string
-		for _, message := range answer.Data {
-			if err := process(message); err != nil {
-				nacks = append(nacks, message.Id)
-			} else {
-				acks = append(acks, message.Id)
+			if !reconnectable(err) {
+				log.Fatalf("streaming: %v", err)
+			}
+			time.Sleep(backoff)
+			if backoff *= 2; backoff > 5*time.Second {
+				backoff = 5 * time.Second
 			}
 		}
-		if len(acks) > 0 {
-			if _, err := subscriptions.AckMessages(ctx, &pb.AckMessagesRequest{SubscriptionId: options.Subscription, MessageIds: acks}); err != nil {
-				log.Fatalf("acking: %v", err)
-			}
-		}
-		if len(nacks) > 0 {
-			if _, err := subscriptions.NackMessages(ctx, &pb.NackMessagesRequest{SubscriptionId: options.Subscription, MessageIds: nacks}); err != nil {
-				log.Fatalf("nacking: %v", err)
-			}
-		}
-		processed += len(acks)
 	}
 	fmt.Printf("processed %d messages from %s\n", processed, options.Subscription)
+}
+
+// consumer is the stream's consumer: the messages it acks and nacks are those
+// locked to it.
+type consumer struct {
+	subscriptions pb.SubscriptionServiceClient
+	subscription  string
+	id            string
+}
+
+// handle processes a batch, acks the messages that succeeded and nacks the
+// others, and returns how many succeeded.
+func (c *consumer) handle(ctx context.Context, messages []*pb.Message) int {
+	var acks, nacks []string
+	for _, message := range messages {
+		if err := process(message); err != nil {
+			nacks = append(nacks, message.Id)
+		} else {
+			acks = append(acks, message.Id)
+		}
+	}
+	if len(acks) > 0 {
+		if _, err := c.subscriptions.AckMessages(ctx, &pb.AckMessagesRequest{SubscriptionId: c.subscription, MessageIds: acks, ConsumerId: &c.id}); err != nil {
+			log.Fatalf("acking: %v", err)
+		}
+	}
+	if len(nacks) > 0 {
+		if _, err := c.subscriptions.NackMessages(ctx, &pb.NackMessagesRequest{SubscriptionId: c.subscription, MessageIds: nacks, ConsumerId: &c.id}); err != nil {
+			log.Fatalf("nacking: %v", err)
+		}
+	}
+	return len(acks)
 }
 
 // process is the work done for one message; a message that fails is nacked.
@@ -74,16 +108,16 @@ func process(message *pb.Message) error {
 	return nil
 }
 
-func min(a, b time.Duration) time.Duration {
-	if a < b {
-		return a
+// reconnectable tells whether a stream that ended with err should be opened
+// again: it ended cleanly, or the server or the connection went away. Other
+// errors (not_found, permission_denied, unauthenticated, ...) would recur.
+func reconnectable(err error) bool {
+	if err == io.EOF {
+		return true
 	}
-	return b
-}
-
-func max(a, b time.Duration) time.Duration {
-	if a > b {
-		return a
+	switch status.Code(err) {
+	case codes.Unavailable, codes.Internal, codes.DeadlineExceeded, codes.Unknown, codes.Aborted, codes.ResourceExhausted:
+		return true
 	}
-	return b
+	return false
 }

@@ -13,12 +13,13 @@ import (
 
 // Options are the examples' command-line options.
 type Options struct {
-	Address      string
-	Token        string
-	Topic        string
-	Subscription string
-	Count        int
-	BatchSize    int
+	Address        string
+	Token          string
+	Topic          string
+	Subscription   string
+	Count          int
+	BatchSize      int
+	MaxOutstanding int
 }
 
 // Parse reads the options from the command line.
@@ -29,7 +30,8 @@ func Parse() Options {
 	flag.StringVar(&options.Topic, "topic", "example-orders", "topic id")
 	flag.StringVar(&options.Subscription, "subscription", "example-orders-worker", "subscription id")
 	flag.IntVar(&options.Count, "count", 1000, "number of messages")
-	flag.IntVar(&options.BatchSize, "batch-size", 100, "messages per call (1 to 100 when consuming)")
+	flag.IntVar(&options.BatchSize, "batch-size", 100, "messages per publish call")
+	flag.IntVar(&options.MaxOutstanding, "max-outstanding", 100, "most messages streamed to the consumer and not yet acked or nacked (1 to 1000)")
 	flag.Parse()
 	return options
 }

@@ -1,9 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../../src/config/config.ts";
-import { createLogger } from "../../src/logger.ts";
-import { type RunningServer, startServer } from "../../src/server/server.ts";
+import { type ServerProcess, startServerProcess } from "../support/cli.ts";
 import { query } from "../support/db.ts";
 import { expectCode } from "../support/expect-code.ts";
 import { send } from "../support/http.ts";
@@ -13,21 +11,16 @@ import { startTestServer, type TestServer } from "../support/server.ts";
 import { waitFor } from "../support/wait.ts";
 
 let server: TestServer;
-let other: RunningServer;
+let other: ServerProcess;
 beforeAll(async () => {
   server = await startTestServer();
-  // A second server on the same database: it hears this one's publishes only through PostgreSQL.
-  const config = loadConfig({ ...envOf(server), FASTPUBSUB_API_PORT: "0" });
-  other = await startServer(config, createLogger({ level: "critical", format: config.logFormatter }));
+  // A second server process on the same database: it hears this one's publishes only through PostgreSQL.
+  other = await startServerProcess({ FASTPUBSUB_DATABASE_URL: server.databaseUrl });
 });
 afterAll(async () => {
-  await other?.close();
+  await other?.stop();
   await server?.close();
 });
-
-function envOf(running: TestServer) {
-  return { FASTPUBSUB_DATABASE_URL: running.databaseUrl, FASTPUBSUB_API_HOST: "127.0.0.1", FASTPUBSUB_LOG_LEVEL: "critical" };
-}
 
 async function createSubscription(api: Api) {
   const topicId = uniqueId("topic");

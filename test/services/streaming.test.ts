@@ -3,9 +3,7 @@ import { runInNewContext } from "node:vm";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Message } from "../../gen/fastpubsub/v1/subscription_service_pb.ts";
-import { loadConfig } from "../../src/config/config.ts";
-import { createLogger } from "../../src/logger.ts";
-import { type RunningServer, startServer } from "../../src/server/server.ts";
+import { type ServerProcess, startServerProcess } from "../support/cli.ts";
 import { send } from "../support/http.ts";
 import { uniqueId } from "../support/ids.ts";
 import { type Api, createApi, type Protocol } from "../support/protocols.ts";
@@ -13,20 +11,14 @@ import { startTestServer, type TestServer } from "../support/server.ts";
 import { waitFor } from "../support/wait.ts";
 
 let server: TestServer;
-let other: RunningServer;
+let other: ServerProcess;
 beforeAll(async () => {
   server = await startTestServer({ FASTPUBSUB_API_MAX_STREAMS: "40" });
-  // A second server on the same database: it hears this one's publishes only through PostgreSQL.
-  const config = loadConfig({
-    FASTPUBSUB_DATABASE_URL: server.databaseUrl,
-    FASTPUBSUB_API_HOST: "127.0.0.1",
-    FASTPUBSUB_API_PORT: "0",
-    FASTPUBSUB_LOG_LEVEL: "critical",
-  });
-  other = await startServer(config, createLogger({ level: "critical", format: config.logFormatter }));
+  // A second server process on the same database: it hears this one's publishes only through PostgreSQL.
+  other = await startServerProcess({ FASTPUBSUB_DATABASE_URL: server.databaseUrl });
 });
 afterAll(async () => {
-  await other?.close();
+  await other?.stop();
   await server?.close();
 });
 

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ServerProcess, startServerProcess } from "../support/cli.ts";
 import { query } from "../support/db.ts";
 import { expectCode } from "../support/expect-code.ts";
-import { send } from "../support/http.ts";
+import { gauge } from "../support/gauges.ts";
 import { uniqueId } from "../support/ids.ts";
 import { type Api, createApi, protocols } from "../support/protocols.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
@@ -28,13 +28,6 @@ async function createSubscription(api: Api) {
   await api.topics.createTopic({ id: topicId });
   await api.subscriptions.createSubscription({ id: subscriptionId, topicId });
   return { topicId, subscriptionId };
-}
-
-/** The value of a gauge of the server's /metrics. */
-async function gauge(url: string, name: string) {
-  const { text } = await send(url, "GET", "/metrics");
-  const line = text.split("\n").find((candidate) => candidate.startsWith(`${name} `));
-  return Number(line?.split(" ")[1]);
 }
 
 describe.each(protocols)("long-poll over %s", (protocol) => {

@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Message } from "../../gen/fastpubsub/v1/subscription_service_pb.ts";
 import { type ServerProcess, startServerProcess } from "../support/cli.ts";
-import { send } from "../support/http.ts";
+import { gauge } from "../support/gauges.ts";
 import { uniqueId } from "../support/ids.ts";
 import { type Api, createApi, type Protocol } from "../support/protocols.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
@@ -30,13 +30,6 @@ async function createSubscription(api: Api, settings: { ackDeadlineSeconds?: num
   await api.topics.createTopic({ id: topicId });
   await api.subscriptions.createSubscription({ id: subscriptionId, topicId, ...settings });
   return { topicId, subscriptionId };
-}
-
-/** The value of a gauge of a server's /metrics. */
-async function gauge(url: string, name: string) {
-  const { text } = await send(url, "GET", "/metrics");
-  const line = text.split("\n").find((candidate) => candidate.startsWith(`${name} `));
-  return Number(line?.split(" ")[1]);
 }
 
 /** An open stream: the messages it has received so far, and how it ended. */

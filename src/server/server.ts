@@ -99,7 +99,7 @@ export async function serve(
   );
   const ready = preparing.done.then(() => {
     prepared = true;
-    if (options.maintenance) stopMaintenance = startMaintenance(db.pool, config, logger);
+    if (options.maintenance) stopMaintenance = startMaintenance(db.pool, databaseUrl, config, logger);
   });
   let listener: Listener | undefined;
   const close = async () => {

@@ -4,7 +4,7 @@ import { defineConfig } from "vitest/config";
 const report = process.env.FASTPUBSUB_TEST_REPORT;
 // `npm test` needs only Node and PostgreSQL; `npm run test:system` runs the tests that need
 // tools from Debian (Chromium for the API docs pages, Go for the Go example, an OAuth2 client and a grpc-go client,
-// promtool for /metrics), as .ci/run does.
+// promtool for /metrics, PgBouncer for servers behind it), as .ci/run does.
 // `npm run test:faults` runs test/faults with vitest.faults.config.ts.
 const system = process.env.FASTPUBSUB_SYSTEM_TESTS === "1";
 

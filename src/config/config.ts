@@ -30,6 +30,7 @@ const Env = z
     FASTPUBSUB_DATABASE_STATEMENT_TIMEOUT_SECONDS: integer(1).default(10),
     FASTPUBSUB_DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS: integer(1).default(60),
     FASTPUBSUB_DATABASE_LISTEN_URL: databaseUrl.optional(),
+    FASTPUBSUB_DATABASE_PREPARED_STATEMENTS: booleanWord.default(true),
     FASTPUBSUB_LOG_LEVEL: LogLevel.default("info"),
     FASTPUBSUB_LOG_FORMATTER: z
       .string()
@@ -115,6 +116,7 @@ function configFromEnv(env: z.output<typeof Env>) {
     databaseStatementTimeoutSeconds: env.FASTPUBSUB_DATABASE_STATEMENT_TIMEOUT_SECONDS,
     databaseIdleInTransactionTimeoutSeconds: env.FASTPUBSUB_DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS,
     databaseListenUrl: env.FASTPUBSUB_DATABASE_LISTEN_URL,
+    databasePreparedStatements: env.FASTPUBSUB_DATABASE_PREPARED_STATEMENTS,
     logLevel: env.FASTPUBSUB_LOG_LEVEL,
     logFormatter: env.FASTPUBSUB_LOG_FORMATTER,
     subscriptionMaxAttempts: env.FASTPUBSUB_SUBSCRIPTION_MAX_ATTEMPTS,

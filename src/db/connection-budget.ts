@@ -8,6 +8,9 @@ import type { DatabaseConnection } from "./pool.ts";
 /** The connections of a cluster's primary process: its maintenance jobs and queue gauges. */
 export const primaryConnections = 2;
 
+// The connection the table maintenance opens while it vacuums, in the one process that runs it.
+const vacuumConnections = 1;
+
 type Settings = Pick<Config, "databasePoolSize" | "databaseMaxOverflow" | "apiNumWorkers">;
 
 const LimitsRow = z.object({ max_connections: z.number(), reserved: z.number(), in_use: z.number() });
@@ -22,7 +25,7 @@ export async function checkConnectionBudget(db: DatabaseConnection, settings: Se
   // One more for the listening connection (wake-ups and token revocations).
   const perProcess = pools.queue + pools.main + 1;
   const workers = settings.apiNumWorkers;
-  const needed = workers * perProcess + (workers > 1 ? primaryConnections : 0);
+  const needed = workers * perProcess + (workers > 1 ? primaryConnections : 0) + vacuumConnections;
   const limits = await db.one(sql.type(LimitsRow)`
     SELECT current_setting('max_connections')::int AS max_connections,
            current_setting('superuser_reserved_connections')::int
@@ -32,7 +35,10 @@ export async function checkConnectionBudget(db: DatabaseConnection, settings: Se
   const allowed = limits.max_connections - limits.reserved;
   logger.info("database connection budget", { needed, per_process: perProcess, workers, allowed, in_use: limits.in_use });
   if (needed <= allowed) return;
-  const processes = workers > 1 ? `FASTPUBSUB_API_NUM_WORKERS=${workers} × ${perProcess} + ${primaryConnections} for the primary = ` : "";
+  const processes =
+    workers > 1
+      ? `FASTPUBSUB_API_NUM_WORKERS=${workers} × ${perProcess} + ${primaryConnections + vacuumConnections} for the primary = `
+      : `${perProcess} + ${vacuumConnections} for the maintenance's VACUUM = `;
   throw new ConfigError(
     `FASTPUBSUB_DATABASE_POOL_SIZE=${settings.databasePoolSize} and FASTPUBSUB_DATABASE_MAX_OVERFLOW=${settings.databaseMaxOverflow} ` +
       `may open ${processes}${needed} connections, more than the ${allowed} PostgreSQL allows ` +

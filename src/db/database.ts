@@ -7,8 +7,9 @@ import { createDatabasePool, type DatabasePool } from "./pool.ts";
 
 /**
  * The server's connections to PostgreSQL: a slonik pool for typed queries, and
- * a plain `pg` pool of prepared statements for the four hot-path RPCs, where
- * slonik's per-query overhead would cost a noticeable share of throughput.
+ * a plain `pg` pool of prepared statements (unnamed ones with
+ * FASTPUBSUB_DATABASE_PREPARED_STATEMENTS=false) for the four hot-path RPCs,
+ * where slonik's per-query overhead would cost a noticeable share of throughput.
  * Both connect on demand, so the server can start, and keep serving 503s,
  * while PostgreSQL is away.
  */
@@ -21,7 +22,10 @@ export interface Database {
   end(): Promise<void>;
 }
 
-/** Runs a prepared statement of the message hot path. */
+/**
+ * Runs a statement of the message hot path: a named (prepared) one, or an
+ * unnamed one when FASTPUBSUB_DATABASE_PREPARED_STATEMENTS is false.
+ */
 export interface QueueClient {
   query<R extends pg.QueryResultRow>(config: { name: string; text: string; values: unknown[] }): Promise<pg.QueryResult<R>>;
   /** The plain pool, for its counters. */
@@ -36,6 +40,7 @@ type Settings = Pick<
   | "databaseStatementTimeoutSeconds"
   | "databaseIdleInTransactionTimeoutSeconds"
   | "databaseEcho"
+  | "databasePreparedStatements"
 >;
 
 // How much longer than the server's statement_timeout the client waits for an
@@ -121,7 +126,10 @@ export function openDatabase(url: string, settings: Settings, logger: Logger): D
     raw,
     query<R extends pg.QueryResultRow>(config: { name: string; text: string; values: unknown[] }) {
       echo?.info("query", { sql: config.text });
-      return health.track(() => run<R>(config));
+      // A pooler in transaction mode may run each statement on another server
+      // session, where a named statement is missing or already exists.
+      const query = settings.databasePreparedStatements ? config : { text: config.text, values: config.values };
+      return health.track(() => run<R>(query));
     },
   };
   return {

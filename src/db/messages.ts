@@ -13,7 +13,7 @@ export interface MessageRow {
   created_at_ms: number;
 }
 
-// The hot path runs named (prepared) statements on the plain pg pool.
+// The hot path runs named (prepared) statements on the plain pg pool; the pool drops the names when told to.
 
 /** Routes a batch of payloads to the topic's subscriptions; FP404 for a missing topic. Returns the rows routed. */
 export async function publishMessages(queue: QueueClient, topicId: string, payloads: readonly JsonObject[]): Promise<number> {

@@ -37,9 +37,11 @@ export async function readMigrations(dir = migrationsDir): Promise<Migration[]> 
 
 /**
  * Applies the migrations not yet recorded in `schema_migrations`, each in its
- * own transaction, under an advisory lock so that servers starting together
- * take turns. Refuses to go on when an applied file has changed since.
- * Returns the versions it applied.
+ * own transaction, under a transaction-level advisory lock so that servers
+ * starting together take turns. Nothing outlives a transaction, so it works
+ * through a pooler in transaction mode (PgBouncer), where a session-level lock
+ * would stay with whichever server connection took it. Refuses to go on when
+ * an applied file has changed since. Returns the versions it applied.
  */
 export async function migrate(databaseUrl: string, migrations?: Migration[]): Promise<string[]> {
   const files = migrations ?? (await readMigrations());
@@ -52,16 +54,22 @@ export async function migrate(databaseUrl: string, migrations?: Migration[]): Pr
   await client.connect().catch((error: unknown) => {
     throw new DatabaseUnavailableError("cannot connect to the database", error);
   });
-  try {
-    await client.query("SET client_min_messages = warning");
-    await client.query("SELECT pg_advisory_lock($1)", [migrationLockKey]);
-    await client.query(`
-      CREATE TABLE IF NOT EXISTS schema_migrations (
-        version TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        checksum TEXT NOT NULL,
-        applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-      )`);
+  /** Runs `work` in a transaction that holds the migration lock. */
+  const locked = async <T>(work: () => Promise<T>): Promise<T> => {
+    await client.query("BEGIN");
+    try {
+      await client.query("SET LOCAL client_min_messages = warning");
+      await client.query("SELECT pg_advisory_xact_lock($1)", [migrationLockKey]);
+      const result = await work();
+      await client.query("COMMIT");
+      return result;
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => {});
+      throw error;
+    }
+  };
+  /** The versions recorded as applied, with their checksums; throws if one of `files` has changed since. */
+  const appliedVersions = async () => {
     const applied = new Map(
       (await client.query<{ version: string; checksum: string }>("SELECT version, checksum FROM schema_migrations")).rows.map((row) => [
         row.version,
@@ -76,23 +84,41 @@ export async function migrate(databaseUrl: string, migrations?: Migration[]): Pr
         );
       }
     }
-    const pending = files.filter((migration) => !applied.has(migration.version));
-    for (const migration of pending) {
-      await client.query("BEGIN");
-      try {
-        await client.query(migration.sql);
-        await client.query("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", [
-          migration.version,
-          migration.name,
-          migration.checksum,
-        ]);
-        await client.query("COMMIT");
-      } catch (error) {
-        await client.query("ROLLBACK").catch(() => {});
-        throw new MigrationError(`migration ${migration.version}_${migration.name} failed: ${(error as Error).message}`, { cause: error });
-      }
+    return applied;
+  };
+  try {
+    const applied = await locked(async () => {
+      await client.query(`
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+          version TEXT PRIMARY KEY,
+          name TEXT NOT NULL,
+          checksum TEXT NOT NULL,
+          applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )`);
+      return appliedVersions();
+    });
+    const done: string[] = [];
+    for (const migration of files.filter((file) => !applied.has(file.version))) {
+      const appliedNow = await locked(async () => {
+        // Another runner may have applied it since this one looked.
+        if ((await appliedVersions()).has(migration.version)) return false;
+        try {
+          await client.query(migration.sql);
+          await client.query("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", [
+            migration.version,
+            migration.name,
+            migration.checksum,
+          ]);
+        } catch (error) {
+          throw new MigrationError(`migration ${migration.version}_${migration.name} failed: ${(error as Error).message}`, {
+            cause: error,
+          });
+        }
+        return true;
+      });
+      if (appliedNow) done.push(migration.version);
     }
-    return pending.map((migration) => migration.version);
+    return done;
   } catch (error) {
     throw lost ? new DatabaseUnavailableError("lost the database connection while migrating", error) : error;
   } finally {

@@ -23,13 +23,22 @@ export interface ChannelHandlers {
 
 /**
  * One dedicated connection that LISTENs on behalf of a whole server process.
- * Every few seconds it notifies itself and must hear that notification within
- * the deadline, which proves the whole path works: a socket dropped without a
- * word, or a connection pooler that cannot keep a LISTEN (PgBouncer in
- * transaction mode), counts as lost. A lost connection reconnects every second;
- * subscribers hear `lost` and `listening`, so they can fall back meanwhile.
+ * Every few seconds another session (`notify`, the server's pool) sends it a
+ * notification that it must hear within the deadline, which proves the whole
+ * path works: a socket dropped without a word, or a connection pooler that
+ * cannot keep a LISTEN (PgBouncer in transaction mode, where a session's own
+ * notifications still come back to it within its transaction, but those of
+ * other sessions are dropped while it sits idle), counts as lost. A lost
+ * connection reconnects every second, with one warning when listening stops
+ * and one line when it starts again; subscribers hear `lost` and
+ * `listening`, so they can fall back meanwhile.
  */
-export function createNotifications(options: { url: string; logger: Logger }) {
+export function createNotifications(options: {
+  url: string;
+  logger: Logger;
+  /** Sends a notification from a session other than the listening one. */
+  notify: (channel: string, payload: string) => Promise<void>;
+}) {
   const channels = new Map<string, ChannelHandlers[]>();
   let client: pg.Client | undefined;
   let listening = false;
@@ -37,6 +46,8 @@ export function createNotifications(options: { url: string; logger: Logger }) {
   let closed = false;
   let started = false;
   let everListened = false;
+  // Whether a warning said that listening stopped, and no line since said that it started again.
+  let warned = false;
   let retry: NodeJS.Timeout | undefined;
   let beat: NodeJS.Timeout | undefined;
   const probes = new Map<string, { timer: NodeJS.Timeout; heard: () => void }>();
@@ -51,11 +62,11 @@ export function createNotifications(options: { url: string; logger: Logger }) {
     clearInterval(beat);
     for (const { timer } of probes.values()) clearTimeout(timer);
     probes.clear();
-    if (listening || !everListened) {
+    if (!warned) {
       options.logger.warning("cannot listen for notifications; falling back to polling the database until it can", {
         error: String(error ?? "connection ended"),
       });
-      everListened = true;
+      warned = true;
     }
     const wasListening = listening;
     listening = false;
@@ -68,16 +79,16 @@ export function createNotifications(options: { url: string; logger: Logger }) {
     retry.unref();
   };
 
-  /** Notifies the listening connection through itself; resolves once it hears that, rejects past the deadline. */
-  const probe = (listener: pg.Client) =>
+  /** Notifies the listening connection from another session; resolves once it hears that, rejects past the deadline. */
+  const probe = () =>
     new Promise<void>((resolve, reject) => {
       const token = randomUUID();
       const timer = setTimeout(() => {
         probes.delete(token);
-        reject(new Error(`did not hear its own notification within ${heartbeat.deadlineMs} ms`));
+        reject(new Error(`did not hear the heartbeat notification of another session within ${heartbeat.deadlineMs} ms`));
       }, heartbeat.deadlineMs);
       probes.set(token, { timer, heard: resolve });
-      listener.query("SELECT pg_notify($1, $2)", [heartbeatChannel, token]).catch((error: unknown) => {
+      options.notify(heartbeatChannel, token).catch((error: unknown) => {
         clearTimeout(timer);
         probes.delete(token);
         reject(error);
@@ -93,8 +104,9 @@ export function createNotifications(options: { url: string; logger: Logger }) {
       keepAlive: true,
     });
     client = listener;
-    listener.on("error", lost);
-    listener.on("end", () => lost());
+    // A connection given up on may report its end long after; only the current one counts.
+    listener.on("error", (error) => client === listener && lost(error));
+    listener.on("end", () => client === listener && lost());
     listener.on("notification", ({ channel, payload = "" }) => {
       if (channel === heartbeatChannel) {
         const pending = probes.get(payload);
@@ -108,13 +120,14 @@ export function createNotifications(options: { url: string; logger: Logger }) {
     try {
       await listener.connect();
       for (const channel of [heartbeatChannel, ...channels.keys()]) await listener.query(`LISTEN ${channel}`);
-      await probe(listener);
+      await probe();
       if (client !== listener || reconnecting || closed) return;
-      if (everListened && !listening) options.logger.info("listening for notifications again");
+      options.logger.info(everListened ? "listening for notifications again" : "listening for notifications");
       listening = true;
       everListened = true;
+      warned = false;
       each((handlers) => handlers.listening?.());
-      beat = setInterval(() => probe(listener).catch(lost), heartbeat.everyMs);
+      beat = setInterval(() => probe().catch(lost), heartbeat.everyMs);
       beat.unref();
     } catch (error) {
       lost(error);

@@ -1,3 +1,4 @@
+import pg from "pg";
 import { sql } from "slonik";
 import { z } from "zod";
 import type { Config } from "../config/config.ts";
@@ -11,35 +12,56 @@ const hotTables = ["messages", "queue_counts", "acked_counts", "dead_letters"] a
 // Any constant works; it only has to be the same for every fastpubsub process.
 const maintenanceLockKey = 7_303_202_402;
 
+/** The application_name of the connection that runs the maintenance's VACUUM. */
+export const vacuumConnectionName = "fastpubsub maintenance";
+
 /**
  * Folds the count deltas, then vacuums and analyzes each hot table with dead
  * rows, because PostgreSQL may run with autovacuum off. Only one server at a
- * time does it; the others skip. Returns the tables it vacuumed.
+ * time folds (the others skip), under a transaction-level advisory lock, and
+ * none vacuums a table that another server is vacuuming. VACUUM cannot run in
+ * a transaction and may take longer than the server's statement timeout, so it
+ * runs on a connection of its own, on which the server sets no timeout (the
+ * role's or database's statement_timeout, if any, applies). Nothing outlives a
+ * transaction on a pooled session, so this works through a pooler in
+ * transaction mode (PgBouncer), where a session-level lock or SET would stay
+ * with whichever server connection ran it. Returns the tables it vacuumed.
  */
-export async function maintainTables(db: DatabasePool): Promise<string[]> {
-  return db.connect(async (connection) => {
-    const locked = await connection.oneFirst(sql.type(z.object({ locked: z.boolean() }))`
-      SELECT pg_try_advisory_lock(${maintenanceLockKey}) AS locked
-    `);
-    if (!locked) return [];
-    try {
-      await messages.compactCounts(connection);
-      const stale = await connection.anyFirst(sql.type(z.object({ relname: z.string() }))`
-        SELECT relname FROM pg_stat_user_tables
-        WHERE relname = ANY (${sql.array([...hotTables], "text")}) AND n_dead_tup > 1000 + 0.05 * n_live_tup
+export async function maintainTables(db: DatabasePool, databaseUrl: string): Promise<string[]> {
+  const stale = await db.connect((connection) =>
+    connection.transaction(async (transaction) => {
+      const locked = await transaction.oneFirst(sql.type(z.object({ locked: z.boolean() }))`
+        SELECT pg_try_advisory_xact_lock(${maintenanceLockKey}) AS locked
       `);
-      const vacuumed = hotTables.filter((name) => stale.includes(name));
-      // VACUUM of a large table may take longer than the server's statement timeout.
-      await connection.query(sql.unsafe`SET statement_timeout = 0`);
-      for (const table of vacuumed) {
-        await connection.query(sql.unsafe`VACUUM (ANALYZE) ${sql.identifier([table])}`);
-      }
-      return vacuumed;
-    } finally {
-      await connection.query(sql.unsafe`RESET statement_timeout`);
-      await connection.query(sql.unsafe`SELECT pg_advisory_unlock(${maintenanceLockKey})`);
-    }
+      if (!locked) return [];
+      await messages.compactCounts(transaction);
+      return transaction.anyFirst(sql.type(z.object({ relname: z.string() }))`
+        SELECT relname FROM pg_stat_user_tables AS t
+        WHERE relname = ANY (${sql.array([...hotTables], "text")}) AND n_dead_tup > 1000 + 0.05 * n_live_tup
+          AND NOT EXISTS (
+            SELECT FROM pg_stat_progress_vacuum AS p JOIN pg_stat_activity AS a USING (pid)
+            WHERE p.datname = current_database() AND p.relid = t.relid AND a.backend_type = 'client backend'
+          )
+      `);
+    }),
+  );
+  const vacuumed = hotTables.filter((name) => stale.includes(name));
+  if (vacuumed.length === 0) return [];
+  const client = new pg.Client({
+    connectionString: databaseUrl,
+    application_name: vacuumConnectionName,
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
   });
+  // A connection lost mid-VACUUM fails the query at hand; the event itself must not end the process.
+  client.on("error", () => {});
+  await client.connect();
+  try {
+    for (const table of vacuumed) await client.query(`VACUUM (ANALYZE) ${pg.escapeIdentifier(table)}`);
+  } finally {
+    await client.end().catch(() => {});
+  }
+  return vacuumed;
 }
 
 // The most expired leases one expire_leases statement releases; a run repeats it while it releases that many.
@@ -71,7 +93,7 @@ type Settings = Pick<
  * running when its next turn comes skips that turn. Returns a function that
  * stops them and waits for the runs in progress.
  */
-export function startMaintenance(db: DatabasePool, settings: Settings, logger: Logger): () => Promise<void> {
+export function startMaintenance(db: DatabasePool, databaseUrl: string, settings: Settings, logger: Logger): () => Promise<void> {
   const jobs: { name: string; seconds: number; run: () => Promise<unknown> }[] = [
     {
       name: "expire_leases",
@@ -101,7 +123,7 @@ export function startMaintenance(db: DatabasePool, settings: Settings, logger: L
       name: "maintenance",
       seconds: settings.maintenanceIntervalSeconds,
       run: async () => {
-        const vacuumed = await maintainTables(db);
+        const vacuumed = await maintainTables(db, databaseUrl);
         if (vacuumed.length > 0) logger.debug("vacuumed", { tables: vacuumed });
       },
     },

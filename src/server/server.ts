@@ -6,6 +6,7 @@ import type { Config } from "../config/config.ts";
 import { checkConnectionBudget } from "../db/connection-budget.ts";
 import { openDatabase } from "../db/database.ts";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../db/embedded.ts";
+import { notify } from "../db/messages.ts";
 import { migrate } from "../db/migrate.ts";
 import { createNotifications } from "../db/notifications.ts";
 import { retryWhileUnavailable } from "../db/retry.ts";
@@ -68,7 +69,12 @@ export async function serve(
   let prepared = false;
   const rules = accessRules(services);
   const tokens = config.authSecretKey ? createTokens(config) : undefined;
-  const notifications = createNotifications({ url: config.databaseListenUrl ?? databaseUrl, logger });
+  const notifications = createNotifications({
+    url: config.databaseListenUrl ?? databaseUrl,
+    logger,
+    // The heartbeat goes the way the server's own notifications go: through the message pool.
+    notify: (channel, payload) => notify(db.queue, channel, payload),
+  });
   const states = config.authEnabled && tokens ? createClientStates({ notifications, db: db.pool }) : undefined;
   const waiting = createWaiting({ db, notifications, logger, settings: { maxStreams: config.apiMaxStreams } });
   const metrics = createMetrics({ db, logger, queueGauges: options.queueGauges, waiting });
@@ -112,7 +118,7 @@ export async function serve(
   );
   const ready = preparing.done.then(() => {
     prepared = true;
-    if (options.maintenance) stopMaintenance = startMaintenance(db.pool, config, logger);
+    if (options.maintenance) stopMaintenance = startMaintenance(db.pool, databaseUrl, config, logger);
   });
   let listener: Listener | undefined;
   const close = async () => {

@@ -54,7 +54,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<{ clos
     await embedded?.stop();
     throw error;
   }
-  const stopMaintenance = startMaintenance(db, config, logger);
+  const stopMaintenance = startMaintenance(db, url, config, logger);
   const aggregator = new AggregatorRegistry();
   const queueGauges = new Registry();
   registerQueueGauges(queueGauges, db, logger);

@@ -9,6 +9,7 @@ describe("loadConfig", () => {
       databasePoolSize: 5,
       databaseMaxOverflow: 10,
       databasePoolPrePing: true,
+      databasePreparedStatements: true,
       logLevel: "info",
       logFormatter: "asctime=%(asctime)s level=%(levelname)s pathname=%(pathname)s line=%(lineno)s message=%(message)s",
       subscriptionMaxAttempts: 5,
@@ -45,6 +46,7 @@ describe("loadConfig", () => {
     const config = loadConfig({
       FASTPUBSUB_DATABASE_ECHO: "True",
       FASTPUBSUB_DATABASE_POOL_SIZE: "3",
+      FASTPUBSUB_DATABASE_PREPARED_STATEMENTS: "off",
       FASTPUBSUB_LOG_LEVEL: "DEBUG",
       FASTPUBSUB_API_HOST: "::1",
       FASTPUBSUB_API_PORT: "9000",
@@ -60,6 +62,7 @@ describe("loadConfig", () => {
     expect(config).toMatchObject({
       databaseEcho: true,
       databasePoolSize: 3,
+      databasePreparedStatements: false,
       logLevel: "debug",
       apiHost: "::1",
       apiPort: 9000,

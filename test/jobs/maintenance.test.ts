@@ -195,7 +195,7 @@ describe("the table maintenance", () => {
         `);
         return dead > 1500n ? true : undefined;
       });
-      expect(await maintainTables(pool)).toContain("messages");
+      expect(await maintainTables(pool, server.databaseUrl)).toContain("messages");
       expect(await deltas()).toBe(1);
       expect(await getSubscriptionMetrics(pool, subscriptionId)).toEqual({ available: 500n, delivered: 100n, acked: 900n, dlq: 0n });
       const vacuumed = await pool.oneFirst(sql.type(z.object({ vacuumed: z.boolean() }))`

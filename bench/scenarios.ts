@@ -124,24 +124,37 @@ export async function fanOut(driver: Driver, timing: Timing) {
   return { "published msg/s": rates.published ?? 0, "routed rows/s": rates.routed ?? 0, ...cpu };
 }
 
-/** Scenario C, latency: one message at a time, with a consumer polling for it; publish-to-receive times. */
+/**
+ * Scenario C, latency: one message at a time, published while a consumer is
+ * already asking for it (polling, long-polling or streaming, as the driver
+ * does); publish-to-receive times.
+ */
 export async function latency(driver: Driver, count: number) {
   await driver.setup(topic, [{ id: "bench-c", filter: null }]);
   const publisher = await driver.publisher();
   const consumer = await driver.consumer("bench-c");
   const samples: number[] = [];
-  for (let n = 0; n < count + 50; n++) {
-    const sent = performance.now();
-    await publisher.publish([{ ...eventPayload(n), sent }]);
-    for (;;) {
+  let received: ((at: number) => void) | undefined;
+  let running = true;
+  const consuming = (async () => {
+    while (running) {
       const messages = await consumer.consume(10);
       if (messages.length === 0) continue;
-      const received = performance.now();
+      received?.(performance.now());
       await consumer.ack(messages.map((message) => message.id));
-      if (n >= 50) samples.push(received - sent);
-      break;
     }
+  })();
+  for (let n = 0; n < count + 50; n++) {
+    const arrival = new Promise<number>((resolve) => {
+      received = resolve;
+    });
+    const sent = performance.now();
+    await publisher.publish([{ ...eventPayload(n), sent }]);
+    const at = await arrival;
+    if (n >= 50) samples.push(at - sent);
   }
+  running = false;
+  await consuming;
   await publisher.close();
   await consumer.close();
   samples.sort((a, b) => a - b);

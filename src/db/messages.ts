@@ -155,28 +155,36 @@ export function getQueueStats(db: DatabaseConnection) {
   return db.any(sql.type(QueueStatsRow)`SELECT * FROM queue_stats()`);
 }
 
-/** A batch delivered to a stream, and the stream consumer's live deliveries after it. */
+/** A batch delivered to a stream, and the stream consumer's live deliveries after it: counted, or an upper bound. */
 export interface StreamBatch {
   rows: MessageRow[];
   outstanding: number;
+  counted: boolean;
 }
 
-/** Delivers up to `batchSize` ready messages to a stream's consumer, keeping its live deliveries within `maxOutstanding`. */
+/**
+ * Delivers up to `batchSize` ready messages to a stream's consumer, keeping its live
+ * deliveries within `maxOutstanding`; they are counted unless `outstandingAtMost`, a bound
+ * the caller knows, leaves room.
+ */
 export async function streamMessages(
   queue: QueueClient,
   subscriptionId: string,
   consumerId: string,
-  maxOutstanding: number,
-  batchSize: number,
+  limits: { maxOutstanding: number; batchSize: number; outstandingAtMost?: number },
 ): Promise<StreamBatch> {
-  const { rows } = await queue.query<Omit<MessageRow, "id"> & { id: string | null; outstanding: number }>({
+  const { rows } = await queue.query<Omit<MessageRow, "id"> & { id: string | null; outstanding: number; counted: boolean }>({
     name: "stream_messages",
-    text: `SELECT id, payload, delivery_attempts, floor(extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms, outstanding
-           FROM stream_messages($1, $2, $3, $4)`,
-    values: [subscriptionId, consumerId, maxOutstanding, batchSize],
+    text: `SELECT id, payload, delivery_attempts, floor(extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms, outstanding, counted
+           FROM stream_messages($1, $2, $3, $4, $5)`,
+    values: [subscriptionId, consumerId, limits.maxOutstanding, limits.batchSize, limits.outstandingAtMost ?? null],
   });
-  const outstanding = rows[0]?.outstanding ?? 0;
-  return { rows: rows.filter((row): row is MessageRow & { outstanding: number } => row.id !== null), outstanding };
+  const { outstanding = 0, counted = true } = rows[0] ?? {};
+  return {
+    rows: rows.filter((row): row is MessageRow & { outstanding: number; counted: boolean } => row.id !== null),
+    outstanding,
+    counted,
+  };
 }
 
 /** Returns those of the given subscriptions that have a message ready to be consumed, or that no longer exist. */

@@ -135,15 +135,24 @@ export function createSubscriptionService(db: Database, settings: Settings, wait
       const waiter = await waiting.arm(subscriptionId, "stream");
       try {
         let quietSince = performance.now();
+        // What this stream delivered since it last counted, over that count: acks, nacks and expiries only lower it.
+        let outstandingAtMost: number | undefined;
         for (;;) {
           if (waiting.closed) throw new ConnectError("the server is shutting down; reconnect", Code.Unavailable);
-          const batch = await messages.streamMessages(db.queue, subscriptionId, consumerId, maxOutstanding, streamBatchSize);
+          const batch = await messages.streamMessages(db.queue, subscriptionId, consumerId, {
+            maxOutstanding,
+            batchSize: streamBatchSize,
+            outstandingAtMost,
+          });
+          outstandingAtMost = batch.outstanding;
           if (batch.rows.length > 0) {
             yield { data: batch.rows.map((row) => messageFromRow(subscriptionId, row)) };
             quietSince = performance.now();
-            // A full batch with room left: more may be ready at once.
-            if (batch.rows.length === streamBatchSize && batch.outstanding < maxOutstanding) continue;
           }
+          // At the limit by the bound only: count at once rather than wait.
+          if (batch.outstanding >= maxOutstanding && !batch.counted) continue;
+          // A full batch with room left: more may be ready at once.
+          if (batch.rows.length === streamBatchSize && batch.outstanding < maxOutstanding) continue;
           waiter.full = batch.outstanding >= maxOutstanding;
           // Heartbeats cost no statement: whatever becomes ready wakes the waiter.
           let end = await waiter.wait(quietSince + streamHeartbeatMs - performance.now(), context.signal);

@@ -131,6 +131,22 @@ describe.each(streamingProtocols)("streaming pull over %s", (protocol) => {
 describe("streaming pull", () => {
   const api = () => createApi("grpc", server.url);
 
+  it("keeps to max_outstanding_messages over several batches, counting only when the stream may be at its limit", async () => {
+    const { topicId, subscriptionId } = await createSubscription(api());
+    await api().topics.publishMessages({ topicId, messages: Array.from({ length: 400 }, (_, n) => ({ n })) });
+    const stream = openStream(api(), { subscriptionId, consumerId: "s1", maxOutstandingMessages: 150 });
+    await receivedAtLeast(stream, 150);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(stream.received).toHaveLength(150);
+    await api().subscriptions.ackMessages({ subscriptionId, messageIds: stream.received.slice(0, 100).map((message) => message.id) });
+    await receivedAtLeast(stream, 250);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(stream.received).toHaveLength(250);
+    expect(new Set(stream.received.map((message) => message.id)).size).toBe(250);
+    stream.cancel();
+    await stream.ended;
+  });
+
   it("refuses a stream beyond FASTPUBSUB_API_MAX_STREAMS with resource_exhausted", async () => {
     const { subscriptionId } = await createSubscription(api());
     const open = await gauge(server.url, "fastpubsub_streams_open");

@@ -11,8 +11,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import pg from "pg";
-import { Client } from "undici";
 import { eventPayload } from "./payload.ts";
+import { connection } from "./rest.ts";
 import { ensureDatabase, startServer, stop } from "./server.ts";
 
 const { values: options } = parseArgs({
@@ -50,27 +50,16 @@ const server = await startServer(databaseUrl);
 const db = new pg.Client({ connectionString: databaseUrl });
 await db.connect();
 
-/** One keep-alive HTTP/1.1 connection to the server. */
-function connection() {
-  const client = new Client(server.url, { pipelining: 1 });
+/** One keep-alive HTTP/1.1 connection to the server; a request answered otherwise than 2xx throws. */
+const connect = () => {
+  const http = connection(server.url);
+  const ok: Record<string, number[]> = { GET: [200], POST: [201, 204], DELETE: [204, 404] };
   return {
-    async call(method: "GET" | "POST" | "DELETE", path: string, body?: unknown) {
-      const response = await client.request({
-        method,
-        path,
-        headers: body === undefined ? {} : { "content-type": "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const text = await response.body.text();
-      if (response.statusCode >= 300 && !(method === "DELETE" && response.statusCode === 404)) {
-        throw new Error(`${method} ${path}: ${response.statusCode} ${text}`);
-      }
-      return text;
-    },
-    close: () => client.close(),
+    call: (method: "GET" | "POST" | "DELETE", path: string, body?: unknown) => http.expect(method, path, ok[method] ?? [200], body),
+    close: () => http.close(),
   };
-}
-const admin = connection();
+};
+const admin = connect();
 
 /** Deletes and creates `topicId` with the given subscriptions. */
 async function setup(topicId: string, subscriptionIds: string[]) {
@@ -91,13 +80,13 @@ async function timeOf(call: () => Promise<unknown>) {
 }
 
 /** Runs `loop` on `workers` connections for the measured duration; returns what they counted per second. */
-async function rate(workers: number, loop: (http: ReturnType<typeof connection>, index: number) => Promise<number>) {
+async function rate(workers: number, loop: (http: ReturnType<typeof connect>, index: number) => Promise<number>) {
   let counted = 0;
   const until = performance.now() + durationMs;
   const started = performance.now();
   await Promise.all(
     Array.from({ length: workers }, async (_, index) => {
-      const http = connection();
+      const http = connect();
       while (performance.now() < until) counted += await loop(http, index);
       await http.close();
     }),
@@ -108,13 +97,13 @@ async function rate(workers: number, loop: (http: ReturnType<typeof connection>,
 const batch = Array.from({ length: 100 }, (_, n) => eventPayload(n));
 
 /** A loop that publishes `messages` to a topic and counts them. */
-const publish = (topicId: () => string, messages: unknown[]) => async (http: ReturnType<typeof connection>) => {
+const publish = (topicId: () => string, messages: unknown[]) => async (http: ReturnType<typeof connect>) => {
   await http.call("POST", `/topics/${topicId()}/messages`, messages);
   return messages.length;
 };
 const format = (value: number) => Math.round(value).toLocaleString("en-US");
 
-const consumeAndAck = (subscriptionId: string) => async (http: ReturnType<typeof connection>, index: number) => {
+const consumeAndAck = (subscriptionId: string) => async (http: ReturnType<typeof connect>, index: number) => {
   const text = await http.call("GET", `/subscriptions/${subscriptionId}/messages?consumer_id=c${index}&batch_size=100`);
   const ids = (JSON.parse(text) as { data: { id: string }[] }).data.map((message) => message.id);
   if (ids.length === 0) return 0;

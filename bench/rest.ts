@@ -2,7 +2,7 @@ import { Client } from "undici";
 import type { Consumer, Driver, Publisher } from "./driver.ts";
 
 /** An HTTP/1.1 keep-alive client on one connection (undici), for one benchmark loop. */
-function connection(baseUrl: string) {
+export function connection(baseUrl: string) {
   const client = new Client(baseUrl, { pipelining: 1 });
   const expect = async (method: "GET" | "POST" | "DELETE", path: string, statuses: number[], body?: unknown) => {
     const response = await client.request({

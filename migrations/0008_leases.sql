@@ -318,7 +318,22 @@ DECLARE
     v_ids BIGINT[];
     v_released INTEGER := 0;
 BEGIN
-    FOR v_subscription IN SELECT * FROM subscriptions ORDER BY key LOOP
+    -- Only the subscriptions with deliveries out: a skip scan of the leases index, one probe
+    -- each, so the sweep's cost follows the deliveries, not the number of subscriptions.
+    FOR v_subscription IN
+        WITH RECURSIVE delivering (key) AS (
+            SELECT (SELECT m.subscription_key FROM messages AS m WHERE m.locked_at IS NOT NULL ORDER BY m.subscription_key LIMIT 1)
+            UNION ALL
+            SELECT (
+                SELECT m.subscription_key FROM messages AS m
+                WHERE m.locked_at IS NOT NULL AND m.subscription_key > d.key
+                ORDER BY m.subscription_key LIMIT 1
+            )
+            FROM delivering AS d
+            WHERE d.key IS NOT NULL
+        )
+        SELECT s.* FROM delivering AS d JOIN subscriptions AS s ON s.key = d.key ORDER BY s.key
+    LOOP
         EXIT WHEN v_released >= p_limit;
         v_ids := ARRAY(
             SELECT id FROM messages

@@ -1,14 +1,14 @@
 import type { Message } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { createAsyncIterable } from "@connectrpc/connect/protocol";
+
+// A server-streaming call's request message, read up front.
+const kSingleRequest = createContextKey<Message | undefined>(undefined, { description: "server-streaming request" });
 
 /** The request message of a call that has one (unary or server-streaming), as the interceptors after this one see it. */
 export function requestMessage(request: Parameters<Parameters<Interceptor>[0]>[0]): Message | undefined {
-  return request.stream ? singleRequests.get(request.message) : request.message;
+  return request.stream ? request.contextValues.get(kSingleRequest) : request.message;
 }
-
-// A server-streaming call's request message, by the iterable that now yields it.
-const singleRequests = new WeakMap<AsyncIterable<unknown>, Message>();
 
 /**
  * Creates the interceptor that reads the one request message of a
@@ -24,8 +24,7 @@ export function createSingleRequestInterceptor(): Interceptor {
       message = received;
     }
     if (message === undefined) throw new ConnectError("a server-streaming call needs a request message", Code.InvalidArgument);
-    const single = createAsyncIterable([message]);
-    singleRequests.set(single, message);
-    return next({ ...request, message: single });
+    request.contextValues.set(kSingleRequest, message);
+    return next({ ...request, message: createAsyncIterable([message]) });
   };
 }

@@ -25,7 +25,7 @@ const severity: Record<LogLevel, number> = { debug: 10, info: 20, warning: 30, e
 export function createLogger(options: { level: LogLevel; format: string; name?: string; write?: (line: string) => void }): Logger {
   const keys = [...options.format.matchAll(/%\((\w+)\)/g)].map((match) => match[1] as string);
   const wantsCaller = keys.includes("pathname") || keys.includes("lineno") || keys.includes("filename");
-  const write = options.write ?? ((line: string) => process.stderr.write(line));
+  const write = options.write ?? writeToStderr;
   const threshold = severity[options.level];
 
   function log(level: LogLevel, message: string, fields?: LogFields) {
@@ -46,6 +46,22 @@ export function createLogger(options: { level: LogLevel; format: string; name?: 
     critical: (message, fields) => log("critical", message, fields),
   };
 }
+
+// Lines logged in one turn of the event loop go to stderr in one write: a write to a pipe is a
+// system call that Node makes synchronously, and a busy server logs a line per request.
+let pending = "";
+function writeToStderr(line: string) {
+  if (pending === "") setImmediate(flushStderr);
+  pending += line;
+}
+function flushStderr() {
+  if (pending === "") return;
+  const lines = pending;
+  pending = "";
+  process.stderr.write(lines);
+}
+// Whatever way the process ends, what it logged last is written.
+process.on("exit", flushStderr);
 
 function standardField(key: string, level: LogLevel, message: string, name: string | undefined, caller: Caller | undefined) {
   switch (key) {

@@ -17,6 +17,7 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { Logger } from "../logger.ts";
+import { createPayloadInterceptor } from "../wire/payload-text.ts";
 import { createDocsHandler } from "./docs.ts";
 import { type HealthResponse, liveness } from "./health.ts";
 import type { Metrics } from "./metrics.ts";
@@ -58,7 +59,8 @@ export interface HandlerOptions {
 export function createRequestHandler(options: HandlerOptions) {
   const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true };
   const router = createConnectRouter({
-    interceptors: options.interceptors,
+    // protobuf-es writes these answers: their payloads must be objects by then.
+    interceptors: [createPayloadInterceptor(), ...options.interceptors],
     readMaxBytes: options.readMaxBytes,
     jsonOptions,
     requestGate,

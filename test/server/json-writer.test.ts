@@ -2,11 +2,7 @@ import { create, type JsonObject, toJson } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import {
-  ConsumeMessagesResponseSchema,
-  MessageSchema,
-  SubscriptionSchema,
-} from "../../gen/fastpubsub/v1/subscription_service_pb.ts";
+import { ConsumeMessagesResponseSchema, MessageSchema, SubscriptionSchema } from "../../gen/fastpubsub/v1/subscription_service_pb.ts";
 import { jsonWriterOf } from "../../src/server/rest/json-writer.ts";
 import { payloadFromText } from "../../src/wire/payload-text.ts";
 
@@ -45,7 +41,9 @@ describe("the REST JSON writer", () => {
 
   it("leaves an unset message field out and refuses a timestamp JSON cannot write", () => {
     const write = jsonWriterOf(MessageSchema, options);
-    expect(write?.(create(MessageSchema, { id: "x" }))).toBe(JSON.stringify(toJson(MessageSchema, create(MessageSchema, { id: "x" }), options)));
+    expect(write?.(create(MessageSchema, { id: "x" }))).toBe(
+      JSON.stringify(toJson(MessageSchema, create(MessageSchema, { id: "x" }), options)),
+    );
     const outOfRange = create(MessageSchema, { createdAt: { seconds: 253_402_300_800n, nanos: 0 } });
     expect(() => write?.(outOfRange)).toThrow(/out of range/);
   });

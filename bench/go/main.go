@@ -128,6 +128,7 @@ type run struct {
 	routed    int64
 }
 
+// newRun starts the counts of a run, which runs until stopped.
 func newRun() *run {
 	r := &run{running: true, began: time.Now()}
 	r.changed = sync.NewCond(&r.mu)
@@ -197,6 +198,7 @@ func (r *run) consume(target, subscriptionID string) {
 	}
 }
 
+// isRunning tells whether the loops should go on.
 func (r *run) isRunning() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -237,6 +239,7 @@ func dial(target string) *grpc.ClientConn {
 	return connection
 }
 
+// seconds converts the flags' seconds to a duration.
 func seconds(s float64) time.Duration {
 	return time.Duration(s * float64(time.Second))
 }
@@ -252,14 +255,17 @@ type batch struct {
 var (
 	batches  = prepareBatches()
 	sequence uint64
-	// consumers numbers the consumers, for their ids.
-	consumers int64
 )
 
+// consumers numbers the consumers, for their ids.
+var consumers int64
+
+// nextBatch returns the publishers' next batch, cycling through the prepared ones.
 func nextBatch() batch {
 	return batches[(atomic.AddUint64(&sequence, 1)-1)%uint64(len(batches))]
 }
 
+// prepareBatches makes the 50 batches of eventPayload 0 to 4999 as structpb messages.
 func prepareBatches() []batch {
 	prepared := make([]batch, 50)
 	for b := range prepared {

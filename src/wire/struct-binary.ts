@@ -518,10 +518,12 @@ export function structFromBinary(bytes: Uint8Array): JsonObject {
   const object: JsonObject = {};
   try {
     readStruct(object, len);
+    if (suspect) checkKinds(object, "");
+  } catch (error) {
+    throw new Error(`invalid google.protobuf.Struct: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   } finally {
     buf = empty;
   }
-  if (suspect) checkKinds(object, "payload");
   return object;
 }
 

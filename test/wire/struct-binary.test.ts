@@ -153,7 +153,7 @@ describe("structFromBinary", () => {
   it("refuses a Value with no kind", () => {
     // {a: Value{}}
     expect(() => structFromBinary(Buffer.from("0a050a01611200", "hex"))).toThrow(
-      'google.protobuf.Value must have a value (at payload["a"])',
+      'invalid google.protobuf.Struct: google.protobuf.Value must have a value (at ["a"])',
     );
   });
 

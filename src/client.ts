@@ -21,6 +21,12 @@ export interface FastPubSubClientOptions {
   protocol?: Protocol;
   /** An access token for servers with authentication on, or a function that returns a current one. */
   token?: string | (() => string | Promise<string>);
+  /**
+   * Whether the server may compress its answers (gzip or brotli) for this client; off by default:
+   * on a local network compressing a batch of messages costs both sides more CPU than it saves
+   * (in the benchmark, ~18 µs of the server's and ~9 µs of the client's per message over gRPC).
+   */
+  compression?: boolean;
 }
 
 /** Clients of the four services of one server. */
@@ -43,7 +49,11 @@ export function createFastPubSubClient(baseUrl: string, options: FastPubSubClien
       return next(request);
     });
   }
-  const transport = createTransport(baseUrl, options.protocol ?? "connect", interceptors);
+  const transport = createTransport(baseUrl, options.protocol ?? "connect", {
+    interceptors,
+    // Without compressions to accept, the client asks for none and the server sends none.
+    ...(options.compression ? {} : { acceptCompression: [] }),
+  });
   const subscriptions = createStructClient(SubscriptionService, transport);
   return {
     topics: createStructClient(TopicService, transport),
@@ -54,14 +64,14 @@ export function createFastPubSubClient(baseUrl: string, options: FastPubSubClien
   };
 }
 
-function createTransport(baseUrl: string, protocol: Protocol, interceptors: Interceptor[]): Transport {
+function createTransport(baseUrl: string, protocol: Protocol, options: { interceptors: Interceptor[]; acceptCompression?: [] }): Transport {
   switch (protocol) {
     case "grpc":
-      return createGrpcTransport({ baseUrl, interceptors });
+      return createGrpcTransport({ baseUrl, ...options });
     case "grpc-web":
-      return createGrpcWebTransport({ baseUrl, httpVersion: "1.1", interceptors });
+      return createGrpcWebTransport({ baseUrl, httpVersion: "1.1", ...options });
     case "connect":
-      return createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true, interceptors });
+      return createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true, ...options });
   }
 }
 

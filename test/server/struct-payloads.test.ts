@@ -42,11 +42,15 @@ const payloads: JsonObject[] = [
 const stored = (payload: JsonValue) => JSON.parse(JSON.stringify(payload)) as JsonValue;
 const sorted = (values: JsonValue[]) => values.map((value) => JSON.stringify(value)).sort();
 
-/** The ways a payload can travel: each protocol with the generated client (REST with its own), and fastpubsub/client over each binary protocol. */
-const ways = [...protocols, "client-connect", "client-grpc", "client-grpc-web"] as const;
+/**
+ * The ways a payload can travel: each protocol with the generated client (REST with its own), and
+ * fastpubsub/client over each binary protocol (once with compressed answers).
+ */
+const ways = [...protocols, "client-connect", "client-grpc", "client-grpc-web", "client-grpc-compressed"] as const;
 type Way = (typeof ways)[number];
 
 function apiOf(way: Way): Pick<Api, "topics" | "subscriptions"> {
+  if (way === "client-grpc-compressed") return createFastPubSubClient(server.url, { protocol: "grpc", compression: true });
   if (way.startsWith("client-")) {
     return createFastPubSubClient(server.url, { protocol: way.slice("client-".length) as "connect" | "grpc" | "grpc-web" });
   }

@@ -1,5 +1,5 @@
 import type { DescMethod, DescService, Message } from "@bufbuild/protobuf";
-import type { ConnectRouter, ConnectRouterOptions, Interceptor, ServiceImpl } from "@connectrpc/connect";
+import type { ConnectRouterOptions, Interceptor, ServiceImpl } from "@connectrpc/connect";
 import { createConnectRouter } from "@connectrpc/connect";
 import { type TwinMethod, twinOf } from "../wire/struct-twins.ts";
 
@@ -26,8 +26,9 @@ export function isBinaryRequest(contentType: string | undefined) {
  * whose Struct fields are bytes, through the same implementations and
  * interceptors. Its outermost interceptor turns a twin call into the original
  * one before any other runs, so they see what they see on the other router,
- * and turns the answer back. `register` gets the service registrations of the
- * original router; `paths` are the request paths to send here.
+ * and turns the answer back (each message of a stream). Its `service` takes
+ * the original router's registrations; `paths` are then the request paths to
+ * send here.
  */
 export function createStructTwinRouter(options: ConnectRouterOptions & { interceptors: Interceptor[] }) {
   const byTwin = new Map<DescMethod, TwinMethod & { service: DescService }>();
@@ -64,7 +65,7 @@ export function createStructTwinRouter(options: ConnectRouterOptions & { interce
         interceptors ? { ...serviceOptions, interceptors: [translate, ...interceptors] } : serviceOptions,
       );
     },
-  } satisfies { router: ConnectRouter; paths: Set<string>; service: unknown };
+  };
 }
 
 async function* mapIterable(messages: AsyncIterable<Message>, map: (message: Message) => Message) {

@@ -37,7 +37,8 @@ const tagList = 0x32;
 // Buffer's own method under Buffer#write, which checks its arguments first.
 const utf8Write = (Buffer.prototype as unknown as { utf8Write(this: Buffer, text: string, offset: number): number }).utf8Write;
 
-let out = Buffer.allocUnsafe(8192);
+const outSize = 8192;
+let out = Buffer.allocUnsafe(outSize);
 let outView = new DataView(out.buffer, out.byteOffset, out.byteLength);
 let at = 0;
 
@@ -88,7 +89,7 @@ function writeString(tag: number, text: string) {
   // Three bytes per UTF-16 unit at most, plus the tag and a length of up to 5 bytes.
   reserve(units * 3 + 6);
   out[at++] = tag;
-  if (units < 0x80 && units <= shortString) {
+  if (units <= shortString) {
     const start = at + 1;
     let index = 0;
     for (; index < units; index++) {
@@ -202,6 +203,11 @@ export function structToBinary(object: JsonObject): Uint8Array {
   // A small Buffer comes from Node's pool, cheaper than an ArrayBuffer of its own.
   const bytes = Buffer.allocUnsafe(at);
   out.copy(bytes, 0, 0, at);
+  // A buffer grown for a large payload is not kept.
+  if (out.length > 1024 * 1024) {
+    out = Buffer.allocUnsafe(outSize);
+    outView = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  }
   return bytes;
 }
 

@@ -103,6 +103,13 @@ describe("structToBinary", () => {
     expect(hex(structToBinary(object))).toBe(hex(reference(object)));
   });
 
+  it("writes a payload of megabytes, and the payload after it, as protobuf-es does", () => {
+    const large: JsonObject = { text: "é".repeat(600_000), list: Array.from({ length: 20_000 }, (_, index) => ({ index })) };
+    expect(hex(structToBinary(large))).toBe(hex(reference(large)));
+    expect(structFromBinary(structToBinary(large))).toEqual(large);
+    expect(hex(structToBinary({ after: 1 }))).toBe(hex(reference({ after: 1 })));
+  });
+
   it("leaves out members that are undefined, as JSON does", () => {
     expect(hex(structToBinary({ a: 1, b: undefined } as unknown as JsonObject))).toBe(hex(reference({ a: 1 })));
   });

@@ -1,22 +1,17 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { type Client, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { SubscriptionService } from "../gen/fastpubsub/v1/subscription_service_pb.ts";
-import { TopicService } from "../gen/fastpubsub/v1/topic_service_pb.ts";
+import { createFastPubSubClient, type FastPubSubClient } from "../src/client.ts";
 import type { Consumer, Driver, Publisher } from "./driver.ts";
 
 /**
- * fastpubsub over gRPC with the generated client, one HTTP/2 connection per
- * loop; with `stream`, consumers read a StreamMessages stream instead of polling.
+ * fastpubsub over gRPC with the client users get (fastpubsub/client), one
+ * HTTP/2 connection per loop; with `stream`, consumers read a StreamMessages
+ * stream instead of polling.
  */
 export function createGrpcDriver(baseUrl: string, options: { stream?: boolean } = {}): Driver {
   let topic = "";
-  const clients = () => {
-    const transport = createGrpcTransport({ baseUrl });
-    return { topics: createClient(TopicService, transport), subscriptions: createClient(SubscriptionService, transport) };
-  };
+  const clients = () => createFastPubSubClient(baseUrl, { protocol: "grpc" });
   return {
     name: options.stream ? "fastpubsub gRPC streaming" : "fastpubsub gRPC",
     async setup(topicId, subscriptions) {
@@ -67,7 +62,7 @@ export function createGrpcDriver(baseUrl: string, options: { stream?: boolean } 
  * A consumer reading one stream: each consume returns the next response's
  * messages (heartbeats skipped), or none after a second, so that a loop can stop.
  */
-function streamConsumer(subscriptions: Client<typeof SubscriptionService>, subscriptionId: string, consumerId: string): Consumer {
+function streamConsumer(subscriptions: FastPubSubClient["subscriptions"], subscriptionId: string, consumerId: string): Consumer {
   const abort = new AbortController();
   const responses = subscriptions
     .streamMessages({ subscriptionId, consumerId, maxOutstandingMessages: 1000 }, { signal: abort.signal })

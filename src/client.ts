@@ -3,12 +3,14 @@
  * It also exports the generated services, messages and schemas (also at `fastpubsub/gen/fastpubsub/v1/<file>_pb`).
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Client, Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import type { DescService, Message as ProtobufMessage } from "@bufbuild/protobuf";
+import { type CallOptions, type Client, Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { AuthService } from "../gen/fastpubsub/v1/auth_service_pb.ts";
 import { ClientService } from "../gen/fastpubsub/v1/client_service_pb.ts";
 import { type Message, SubscriptionService } from "../gen/fastpubsub/v1/subscription_service_pb.ts";
 import { TopicService } from "../gen/fastpubsub/v1/topic_service_pb.ts";
+import { twinOf } from "./wire/struct-twins.ts";
 
 /** The protocols a client can speak; the server answers all of them on one port. */
 export type Protocol = "connect" | "grpc" | "grpc-web";
@@ -19,6 +21,12 @@ export interface FastPubSubClientOptions {
   protocol?: Protocol;
   /** An access token for servers with authentication on, or a function that returns a current one. */
   token?: string | (() => string | Promise<string>);
+  /**
+   * Whether the server may compress its answers (gzip or brotli) for this client; off by default:
+   * on a local network compressing a batch of messages costs both sides more CPU than it saves
+   * (in the benchmark, ~18 µs of the server's and ~9 µs of the client's per message over gRPC).
+   */
+  compression?: boolean;
 }
 
 /** Clients of the four services of one server. */
@@ -41,10 +49,14 @@ export function createFastPubSubClient(baseUrl: string, options: FastPubSubClien
       return next(request);
     });
   }
-  const transport = createTransport(baseUrl, options.protocol ?? "connect", interceptors);
-  const subscriptions = createClient(SubscriptionService, transport);
+  const transport = createTransport(baseUrl, options.protocol ?? "connect", {
+    interceptors,
+    // Without compressions to accept, the client asks for none and the server sends none.
+    ...(options.compression ? {} : { acceptCompression: [] }),
+  });
+  const subscriptions = createStructClient(SubscriptionService, transport);
   return {
-    topics: createClient(TopicService, transport),
+    topics: createStructClient(TopicService, transport),
     subscriptions,
     clients: createClient(ClientService, transport),
     auth: createClient(AuthService, transport),
@@ -52,15 +64,45 @@ export function createFastPubSubClient(baseUrl: string, options: FastPubSubClien
   };
 }
 
-function createTransport(baseUrl: string, protocol: Protocol, interceptors: Interceptor[]): Transport {
+function createTransport(baseUrl: string, protocol: Protocol, options: { interceptors: Interceptor[]; acceptCompression?: [] }): Transport {
   switch (protocol) {
     case "grpc":
-      return createGrpcTransport({ baseUrl, interceptors });
+      return createGrpcTransport({ baseUrl, ...options });
     case "grpc-web":
-      return createGrpcWebTransport({ baseUrl, httpVersion: "1.1", interceptors });
+      return createGrpcWebTransport({ baseUrl, httpVersion: "1.1", ...options });
     case "connect":
-      return createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true, interceptors });
+      return createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true, ...options });
   }
+}
+
+/**
+ * A client of a service over a binary protocol whose payloads (google.protobuf.Struct fields) are
+ * written and read by src/wire/struct-binary.ts: the calls go to the service's twin, and each
+ * request and response is converted, so the client has the service's own types.
+ */
+function createStructClient<Service extends DescService>(service: Service, transport: Transport): Client<Service> {
+  const twin = twinOf(service);
+  const twinClient = createClient(twin.twin, transport) as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const client: Record<string, unknown> = {};
+  for (const method of twin.methods.values()) {
+    const name = method.original.localName;
+    const call = twinClient[name] as (request: unknown, options?: CallOptions) => unknown;
+    if (!method.holdsStruct) client[name] = call;
+    else if (method.original.methodKind === "unary") {
+      client[name] = async (request: object, options?: CallOptions) =>
+        method.responseFromTwin((await call(method.requestToTwin(request), options)) as ProtobufMessage);
+    } else if (method.original.methodKind === "server_streaming") {
+      client[name] = (request: object, options?: CallOptions) =>
+        mapIterable(call(method.requestToTwin(request), options) as AsyncIterable<ProtobufMessage>, (message) =>
+          method.responseFromTwin(message),
+        );
+    } else throw new Error(`${method.original} streams requests, which the payload codec does not convert`);
+  }
+  return client as Client<Service>;
+}
+
+async function* mapIterable(messages: AsyncIterable<ProtobufMessage>, map: (message: ProtobufMessage) => ProtobufMessage) {
+  for await (const message of messages) yield map(message);
 }
 
 /**

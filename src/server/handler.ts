@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type { DescService } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -9,6 +10,7 @@ import {
   createServiceImplSpec,
   type Interceptor,
   type MethodImplSpec,
+  type ServiceImpl,
 } from "@connectrpc/connect";
 import {
   compressionBrotli,
@@ -24,6 +26,7 @@ import type { Metrics } from "./metrics.ts";
 import { requestGate } from "./request-gate.ts";
 import { createRestHandler } from "./rest/rest-handler.ts";
 import { restRoutesFromMethods } from "./rest/routes.ts";
+import { createStructTwinRouter, isBinaryRequest } from "./struct-twin-router.ts";
 
 type NodeRequest = IncomingMessage | Http2ServerRequest;
 type NodeResponse = ServerResponse | Http2ServerResponse;
@@ -58,33 +61,41 @@ export interface HandlerOptions {
  */
 export function createRequestHandler(options: HandlerOptions) {
   const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true };
-  const router = createConnectRouter({
-    // protobuf-es writes these answers: their payloads must be objects by then.
-    interceptors: [createPayloadInterceptor(), ...options.interceptors],
+  const routerOptions = {
+    interceptors: options.interceptors,
     readMaxBytes: options.readMaxBytes,
     jsonOptions,
     requestGate,
     // What connectNodeAdapter accepts by default; readMaxBytes bounds a message once decompressed.
     acceptCompression: [compressionGzip, compressionBrotli],
-  });
+  };
+  // protobuf-es writes the answers of this router: their payloads must be objects by then.
+  const router = createConnectRouter({ ...routerOptions, interceptors: [createPayloadInterceptor(), ...options.interceptors] });
+  // The binary protocols of the methods carrying payloads go to their twins, which read and write
+  // each google.protobuf.Struct with our codec instead of protobuf-es's reflection.
+  const twins = createStructTwinRouter(routerOptions);
   // The REST transcoder calls the implementations directly, through the same interceptors.
   const methods: MethodImplSpec[] = [];
   options.routes({
     handlers: router.handlers,
     service(service, implementation, serviceOptions) {
       methods.push(...Object.values(createServiceImplSpec(service, implementation).methods));
+      twins.service(service, implementation as Partial<ServiceImpl<DescService>>, serviceOptions);
       return router.service(service, implementation, serviceOptions);
     },
     rpc: router.rpc.bind(router),
   });
   const rpcHandlers = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
+  const twinHandlers = new Map(
+    twins.router.handlers.filter((handler) => twins.paths.has(handler.requestPath)).map((handler) => [handler.requestPath, handler]),
+  );
   const handleRest = createRestHandler(restRoutesFromMethods(methods), options.interceptors, jsonOptions);
   const allowedOrigins = new Set(options.corsOrigins);
   const handleDocs = createDocsHandler();
 
   /** Answers a request, noting in `taken` the route it took (a template, never a raw id), for logs and metrics. */
   async function route(req: NodeRequest, res: NodeResponse, url: URL, taken: { route: string }) {
-    const rpc = rpcHandlers.get(url.pathname);
+    const rpc = (isBinaryRequest(req.headers["content-type"]) && twinHandlers.get(url.pathname)) || rpcHandlers.get(url.pathname);
     if (rpc) {
       taken.route = url.pathname;
       const response = await rpc(universalRequestFromNodeRequest(req, res, undefined, undefined));

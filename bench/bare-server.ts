@@ -50,7 +50,7 @@ async function answer(req: IncomingMessage, res: ServerResponse) {
       const data = rows.map((row) => ({
         id: messageUuid(row.id, row.created_at_ms),
         subscription_id: id,
-        payload: row.payload,
+        payload: JSON.parse(row.payload),
         delivery_attempts: row.delivery_attempts,
         created_at: new Date(row.created_at_ms).toISOString(),
       }));

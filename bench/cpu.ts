@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 
 /** CPU time in µs spent so far by each party of a benchmark run, all of them on this machine. */
 export interface CpuTimes {
-  /** This process: the load generator, and the baseline's SQL loops. */
+  /** The load generator and its children: this process (and the baseline's SQL loops), or the Go program of grpc-go. */
   "load generator": number;
   /** The process under test and its children (the server's workers). */
   server: number;
@@ -14,8 +14,11 @@ export interface CpuTimes {
 
 const ticksToUs = 1e6 / 100; // USER_HZ is 100 on Linux
 
-/** Reads the CPU times of the benchmark's parties from /proc; `serverPid` is the process under test, if any. */
-export function cpuTimes(serverPid?: number): CpuTimes {
+/**
+ * Reads the CPU times of the benchmark's parties from /proc; `serverPid` is the
+ * process under test, if any, and `loadGeneratorPid` the load generator.
+ */
+export function cpuTimes(serverPid?: number, loadGeneratorPid = process.pid): CpuTimes {
   const processes = new Map<number, { parent: number; command: string; ticks: number }>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
@@ -39,8 +42,9 @@ export function cpuTimes(serverPid?: number): CpuTimes {
   };
   const times: CpuTimes = { "load generator": 0, server: 0, PostgreSQL: 0, machine: 0 };
   for (const [pid, { command, ticks }] of processes) {
-    if (pid === process.pid) times["load generator"] += ticks * ticksToUs;
-    else if (serverPid !== undefined && descendsFrom(pid, serverPid)) times.server += ticks * ticksToUs;
+    // The server first: when this process is the load generator, the server is its child.
+    if (serverPid !== undefined && descendsFrom(pid, serverPid)) times.server += ticks * ticksToUs;
+    else if (descendsFrom(pid, loadGeneratorPid)) times["load generator"] += ticks * ticksToUs;
     else if (command === "postgres") times.PostgreSQL += ticks * ticksToUs;
   }
   // The first line of /proc/stat: user nice system idle iowait irq softirq steal …

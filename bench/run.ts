@@ -1,8 +1,9 @@
 /**
  * The fastpubsub benchmark: `npm run bench -- [options]`. Runs each scenario
  * against the raw-SQL baseline and against a fastpubsub server over REST and
- * gRPC, in the same run on the same database, and prints msg/s with the ratio
- * to the baseline (median of --runs runs).
+ * gRPC (from this process, or from the Go load generator in bench/go), in the
+ * same run on the same database, and prints msg/s with the ratio to the
+ * baseline (median of --runs runs).
  */
 import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -12,6 +13,7 @@ import pg from "pg";
 import { createBaselineDriver } from "./baseline.ts";
 import { cpuTimes } from "./cpu.ts";
 import type { Driver } from "./driver.ts";
+import { buildGoLoadGenerator, goRuns, runGoLoadGenerator } from "./go-load-generator.ts";
 import { createGrpcDriver } from "./grpc.ts";
 import { createRestDriver } from "./rest.ts";
 import { fanOut, latency, pipeline, type Timing } from "./scenarios.ts";
@@ -42,7 +44,10 @@ if (options.help) {
                                        "rest-long-poll" (wait_seconds=5) and "grpc-stream" (StreamMessages,
                                        max_outstanding_messages=1000); "bare" adds a reference
                                        point: the same SQL functions behind a bare node:http server
-                                       (bench/bare-server.ts), to tell the HTTP hop's cost from the server's
+                                       (bench/bare-server.ts), to tell the HTTP hop's cost from the server's;
+                                       "grpc-go": gRPC from the Go load generator (bench/go, the generated Go
+                                       client as examples/go calls it; A, A-unthrottled and B), built here
+                                       with \`go\` (skipped when it is not installed)
   --url URL                            a running fastpubsub server; by default one is started on --database-url
   --database-url URL                   the database of the baseline and of the started server
                                        (default $FASTPUBSUB_BENCH_DATABASE_URL or postgresql://postgres@127.0.0.1:5432/fastpubsub_bench)
@@ -50,8 +55,9 @@ if (options.help) {
   --runs N                             runs per scenario and target; the median is reported (default 3)
   --latency-messages N                 messages timed in scenario C (default 2000)
 
-Under each result of A and B: the CPU time spent per message by the load generator (this process),
-the server (when started here), PostgreSQL and the whole machine, read from /proc over the measured window.
+Under each result of A and B: the CPU time spent per message by the load generator (this process, or
+the Go program for grpc-go), the server (when started here), PostgreSQL and the whole machine, read
+from /proc over the measured window.
 `);
   process.exit(0);
 }
@@ -60,10 +66,15 @@ const databaseUrl = options["database-url"];
 const warmupMs = Number(options.warmup) * 1000;
 const durationMs = Number(options.duration) * 1000;
 const runs = Number(options.runs);
-const targets = options.targets.split(",");
+let targets = options.targets.split(",");
 const scenarios = options.scenario === "all" ? ["A", "A-unthrottled", "B", "C"] : options.scenario.split(",");
 
 await ensureDatabase(databaseUrl);
+const goLoadGenerator = targets.includes("grpc-go") ? await buildGoLoadGenerator() : undefined;
+if (targets.includes("grpc-go") && !goLoadGenerator) {
+  console.log("grpc-go skipped: `go` is not installed (Debian: golang-go and the Go packages listed in .ci/run)");
+  targets = targets.filter((target) => target !== "grpc-go");
+}
 
 /** What a target runs against: a process of its own, or (the baseline) nothing but PostgreSQL. */
 interface System {
@@ -81,6 +92,7 @@ const systems: Record<string, () => Promise<System | undefined>> = {
   grpc: fastpubsub,
   "rest-long-poll": fastpubsub,
   "grpc-stream": fastpubsub,
+  "grpc-go": fastpubsub,
 };
 
 const drivers: Record<string, (url: string) => Driver> = {
@@ -113,15 +125,28 @@ for (const name of scenarios) {
   for (const target of targets) {
     const create = drivers[target];
     const start = systems[target];
-    if (!create || !start) throw new Error(`unknown target ${target}`);
+    if ((!create && target !== "grpc-go") || !start) throw new Error(`unknown target ${target}`);
+    if (target === "grpc-go" && !goRuns(name)) {
+      console.log(`  ${target.padEnd(9)} skipped: the Go load generator runs A, A-unthrottled and B`);
+      continue;
+    }
     const system = await start();
     // With --url the server is not ours to watch: its CPU counts as the machine's.
-    const timing: Timing = { warmupMs, durationMs, cpu: () => cpuTimes(system?.child?.pid) };
+    const timing: Timing = {
+      warmupMs,
+      durationMs,
+      cpu: (loadGeneratorPid) => cpuTimes(system?.child?.pid, loadGeneratorPid),
+    };
     const rss = system?.child && target !== "bare" ? watchRss(system.child) : undefined;
     const results: Record<string, number>[] = [];
     try {
       for (let n = 0; n < runs; n++) {
         await vacuum(databaseUrl);
+        // grpc-go has no driver in this process: the Go program is the load generator.
+        if (!create) {
+          results.push(await runGoLoadGenerator(goLoadGenerator ?? "", system?.url ?? "", name, timing));
+          continue;
+        }
         const driver = create(system?.url ?? "");
         try {
           results.push(await scenario.run(driver, timing));

@@ -7,7 +7,8 @@ import { eventPayload } from "./payload.ts";
 export interface Timing {
   warmupMs: number;
   durationMs: number;
-  cpu: () => CpuTimes;
+  /** Reads the parties' CPU times; the load generator is this process unless given. */
+  cpu: (loadGeneratorPid?: number) => CpuTimes;
 }
 
 const batchSize = 100;

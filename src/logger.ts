@@ -25,7 +25,7 @@ const severity: Record<LogLevel, number> = { debug: 10, info: 20, warning: 30, e
 export function createLogger(options: { level: LogLevel; format: string; name?: string; write?: (line: string) => void }): Logger {
   const keys = [...options.format.matchAll(/%\((\w+)\)/g)].map((match) => match[1] as string);
   const wantsCaller = keys.includes("pathname") || keys.includes("lineno") || keys.includes("filename");
-  const write = options.write ?? ((line: string) => process.stderr.write(line));
+  const write = options.write ?? writeToStderr;
   const threshold = severity[options.level];
 
   function log(level: LogLevel, message: string, fields?: LogFields) {
@@ -35,7 +35,9 @@ export function createLogger(options: { level: LogLevel; format: string; name?: 
     for (const key of keys) {
       record[key] = standardField(key, level, message, options.name, caller);
     }
-    write(`${JSON.stringify(fields ? Object.assign(record, fields) : record, jsonSafe)}\n`);
+    // A replacer slows JSON.stringify down several times: only values it changes need it.
+    const plain = !fields || Object.values(fields).every(isPlainValue);
+    write(`${JSON.stringify(fields ? Object.assign(record, fields) : record, plain ? undefined : jsonSafe)}\n`);
   }
 
   return {
@@ -46,6 +48,22 @@ export function createLogger(options: { level: LogLevel; format: string; name?: 
     critical: (message, fields) => log("critical", message, fields),
   };
 }
+
+// Lines logged in one turn of the event loop go to stderr in one write: a write to a pipe is a
+// system call that Node makes synchronously, and a busy server logs a line per request.
+let pending = "";
+function writeToStderr(line: string) {
+  if (pending === "") setImmediate(flushStderr);
+  pending += line;
+}
+function flushStderr() {
+  if (pending === "") return;
+  const lines = pending;
+  pending = "";
+  process.stderr.write(lines);
+}
+// Whatever way the process ends, what it logged last is written.
+process.on("exit", flushStderr);
 
 function standardField(key: string, level: LogLevel, message: string, name: string | undefined, caller: Caller | undefined) {
   switch (key) {
@@ -103,10 +121,23 @@ function findCaller(below: (...args: never[]) => unknown): Caller | undefined {
   for (const site of sites ?? []) {
     const file = site.getFileName();
     if (!file || file === thisFile || file === thisUrl) continue;
-    return { pathname: file.startsWith("file:") ? fileURLToPath(file) : file, lineno: site.getLineNumber() ?? 0 };
+    return { pathname: pathnameOf(file), lineno: site.getLineNumber() ?? 0 };
   }
   return undefined;
 }
+
+// A file URL parses slowly, and a log line's caller is one of a few files.
+const pathnames = new Map<string, string>();
+function pathnameOf(file: string) {
+  let pathname = pathnames.get(file);
+  if (pathname === undefined) {
+    pathname = file.startsWith("file:") ? fileURLToPath(file) : file;
+    pathnames.set(file, pathname);
+  }
+  return pathname;
+}
+
+const isPlainValue = (value: unknown) => value === null || (typeof value !== "object" && typeof value !== "bigint");
 
 function jsonSafe(_key: string, value: unknown) {
   if (value instanceof Error) return `${value.name}: ${value.message}`;

@@ -5,10 +5,14 @@ import type { QueueClient } from "./database.ts";
 import type { DatabaseConnection } from "./pool.ts";
 import { textFormsOf } from "./text-forms.ts";
 
-/** A message as the message functions return it; ms since the epoch parse faster than timestamps. */
+/**
+ * A message as the message functions return it: its payload as the JSON text it
+ * is stored as (a json column read as text is not parsed), and ms since the epoch,
+ * which parse faster than timestamps.
+ */
 export interface MessageRow {
   id: string;
-  payload: JsonObject;
+  payload: string;
   delivery_attempts: number;
   created_at_ms: number;
 }
@@ -30,7 +34,7 @@ export async function publishMessages(queue: QueueClient, topicId: string, paylo
 export async function consumeMessages(queue: QueueClient, subscriptionId: string, consumerId: string, batchSize: number) {
   const { rows } = await queue.query<MessageRow>({
     name: "consume_messages",
-    text: `SELECT id, payload, delivery_attempts, floor(extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms
+    text: `SELECT id, payload::text, delivery_attempts, floor(extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms
            FROM consume_messages($1, $2, $3)`,
     values: [subscriptionId, consumerId, batchSize],
   });
@@ -89,7 +93,7 @@ export async function modifyAckDeadline(
 /** A dead letter as list_dlq_messages returns it. */
 const DeadLetterRow = z.object({
   id: z.string(),
-  payload: z.record(z.string(), z.json()),
+  payload: z.string(),
   delivery_attempts: z.number(),
   created_at_ms: z.number(),
 });
@@ -97,7 +101,7 @@ const DeadLetterRow = z.object({
 /** Returns a page of a subscription's dead letters, oldest first. */
 export function listDlqMessages(db: DatabaseConnection, subscriptionId: string, offset: number, limit: number) {
   return db.any(sql.type(DeadLetterRow)`
-    SELECT id::text, payload, delivery_attempts, floor(extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms
+    SELECT id::text, payload::text, delivery_attempts, floor(extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms
     FROM list_dlq_messages(${subscriptionId}, ${offset}, ${limit})
   `);
 }
@@ -175,7 +179,7 @@ export async function streamMessages(
 ): Promise<StreamBatch> {
   const { rows } = await queue.query<Omit<MessageRow, "id"> & { id: string | null; outstanding: number; counted: boolean }>({
     name: "stream_messages",
-    text: `SELECT id, payload, delivery_attempts, floor(extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms, outstanding, counted
+    text: `SELECT id, payload::text, delivery_attempts, floor(extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms, outstanding, counted
            FROM stream_messages($1, $2, $3, $4, $5)`,
     values: [subscriptionId, consumerId, limits.maxOutstanding, limits.batchSize, limits.outstandingAtMost ?? null],
   });

@@ -19,6 +19,7 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { Logger } from "../logger.ts";
+import { createPayloadInterceptor } from "../wire/payload-text.ts";
 import { createDocsHandler } from "./docs.ts";
 import { type HealthResponse, liveness } from "./health.ts";
 import type { Metrics } from "./metrics.ts";
@@ -61,7 +62,9 @@ export interface HandlerOptions {
 export function createRequestHandler(options: HandlerOptions) {
   const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true };
   const routerOptions = {
-    interceptors: options.interceptors,
+    // protobuf-es writes these answers (and the twins' codec those of the twin router, inside its
+    // own translation): their payloads must be objects by then.
+    interceptors: [createPayloadInterceptor(), ...options.interceptors],
     readMaxBytes: options.readMaxBytes,
     jsonOptions,
     requestGate,

@@ -9,6 +9,7 @@ import * as messages from "../db/messages.ts";
 import { pageOf } from "../db/page.ts";
 import * as subscriptions from "../db/subscriptions.ts";
 import type { Waiting } from "../waiting/waiting.ts";
+import { payloadFromText } from "../wire/payload-text.ts";
 
 /** Converts a subscriptions row into the API's Subscription; a null filter stays null. */
 export function subscriptionFromRow(row: subscriptions.SubscriptionRow) {
@@ -29,7 +30,8 @@ export function messageFromRow(subscriptionId: string, row: messages.MessageRow)
   return create(MessageSchema, {
     id: messageUuid(row.id, row.created_at_ms),
     subscriptionId,
-    payload: row.payload,
+    // The payload stays the JSON text PostgreSQL returned until the protocol writes it.
+    payload: payloadFromText(row.payload),
     deliveryAttempts: row.delivery_attempts,
     createdAt: timestampFromMs(row.created_at_ms),
   });

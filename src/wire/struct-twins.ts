@@ -20,6 +20,7 @@ import {
   OneofDescriptorProtoSchema,
 } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { payloadObject } from "./payload-text.ts";
 import { structFromBinary, structToBinary } from "./struct-binary.ts";
 
 /*
@@ -186,7 +187,10 @@ function toTwin(plan: Plan | undefined, message: object): object {
       delete copy[localName];
       continue;
     }
-    copy[localName] = list ? (value as JsonObject[]).map(structToBinary) : structToBinary(value as JsonObject);
+    // A payload may still be the JSON text PostgreSQL returned (payload-text.ts).
+    copy[localName] = list
+      ? (value as JsonObject[]).map((item) => structToBinary(payloadObject(item)))
+      : structToBinary(payloadObject(value as JsonObject));
   }
   for (const { localName, list, plan: inner } of plan.nested) {
     const value = copy[localName];

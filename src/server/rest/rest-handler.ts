@@ -1,9 +1,19 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { type DescField, type JsonObject, type JsonValue, type JsonWriteOptions, ScalarType } from "@bufbuild/protobuf";
+import {
+  type DescField,
+  type DescMessage,
+  type JsonObject,
+  type JsonValue,
+  type JsonWriteOptions,
+  type Message,
+  ScalarType,
+} from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, createHandlerContext, type Interceptor } from "@connectrpc/connect";
 import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
+import { materializePayloads } from "../../wire/payload-text.ts";
 import { kRestRoute } from "../context.ts";
 import { httpStatusFromCode } from "./http-status.ts";
+import { jsonWriterOf } from "./json-writer.ts";
 import { matchRoute, type RestRoute } from "./routes.ts";
 import { requestFromJson, responseToJson } from "./struct-json.ts";
 
@@ -58,7 +68,7 @@ export function createRestHandler(routes: readonly RestRoute[], interceptors: In
       });
       const output = await invokeUnaryImplementation(route.spec, context, input, interceptors);
       if (route.successStatus === 204) return { status: 204 };
-      return { status: route.successStatus, body: utf8Encoder.encode(JSON.stringify(responseToJson(method.output, output, jsonOptions))) };
+      return { status: route.successStatus, body: utf8Encoder.encode(responseJson(method.output, output, jsonOptions)) };
     } catch (error) {
       const { code, rawMessage, metadata } = ConnectError.from(error);
       // The metadata carries headers that belong to the answer, such as a 401's WWW-Authenticate.
@@ -86,6 +96,12 @@ function parseRequest(route: RestRoute, json: JsonObject) {
 }
 
 const utf8Encoder = new TextEncoder();
+
+/** The answer's JSON text: written directly where the message type allows, else through protobuf-es. */
+function responseJson(desc: DescMessage, message: Message, options: Partial<JsonWriteOptions>) {
+  const write = jsonWriterOf(desc, options);
+  return write ? write(message) : JSON.stringify(responseToJson(desc, materializePayloads(desc, message), options));
+}
 
 function detail(status: number, reason: string): RestResponse {
   return { status, body: utf8Encoder.encode(JSON.stringify({ detail: reason })) };

@@ -62,15 +62,16 @@ export interface HandlerOptions {
 export function createRequestHandler(options: HandlerOptions) {
   const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true };
   const routerOptions = {
-    interceptors: options.interceptors,
+    // protobuf-es writes these answers (and the twins' codec those of the twin router, inside its
+    // own translation): their payloads must be objects by then.
+    interceptors: [createPayloadInterceptor(), ...options.interceptors],
     readMaxBytes: options.readMaxBytes,
     jsonOptions,
     requestGate,
     // What connectNodeAdapter accepts by default; readMaxBytes bounds a message once decompressed.
     acceptCompression: [compressionGzip, compressionBrotli],
   };
-  // protobuf-es writes the answers of this router: their payloads must be objects by then.
-  const router = createConnectRouter({ ...routerOptions, interceptors: [createPayloadInterceptor(), ...options.interceptors] });
+  const router = createConnectRouter(routerOptions);
   // The binary protocols of the methods carrying payloads go to their twins, which read and write
   // each google.protobuf.Struct with our codec instead of protobuf-es's reflection.
   const twins = createStructTwinRouter(routerOptions);

@@ -187,9 +187,10 @@ function toTwin(plan: Plan | undefined, message: object): object {
       delete copy[localName];
       continue;
     }
-    // A payload may still be the JSON text PostgreSQL returned.
-    const encode = (item: JsonObject) => structToBinary(payloadObject(item));
-    copy[localName] = list ? (value as JsonObject[]).map(encode) : encode(value as JsonObject);
+    // A payload may still be the JSON text PostgreSQL returned (payload-text.ts).
+    copy[localName] = list
+      ? (value as JsonObject[]).map((item) => structToBinary(payloadObject(item)))
+      : structToBinary(payloadObject(value as JsonObject));
   }
   for (const { localName, list, plan: inner } of plan.nested) {
     const value = copy[localName];

@@ -1,7 +1,8 @@
 import type { DescMethod, DescService, Message } from "@bufbuild/protobuf";
-import type { ConnectRouterOptions, Interceptor, ServiceImpl } from "@connectrpc/connect";
-import { createConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouterOptions, ContextValues, Interceptor, ServiceImpl } from "@connectrpc/connect";
+import { ConnectError, createConnectRouter } from "@connectrpc/connect";
 import { type TwinMethod, twinOf } from "../wire/struct-twins.ts";
+import { kUnreadablePayload } from "./context.ts";
 
 // The content types of the binary protocols: gRPC, gRPC-Web, and Connect unary and streaming.
 const binaryTypes = new Set([
@@ -39,7 +40,7 @@ export function createStructTwinRouter(options: ConnectRouterOptions & { interce
     type Request = Parameters<typeof next>[0];
     const message = request.stream
       ? mapIterable(request.message, (item) => method.requestFromTwin(item))
-      : method.requestFromTwin(request.message);
+      : readRequest(method, request.message, request.contextValues);
     const response = await next({ ...request, method: method.original, service: method.service, message } as Request);
     if (response.stream) return { ...response, message: mapIterable(response.message, (message) => method.responseToTwin(message)) };
     return { ...response, message: method.responseToTwin(response.message) };
@@ -66,6 +67,16 @@ export function createStructTwinRouter(options: ConnectRouterOptions & { interce
       );
     },
   };
+}
+
+/** The original request of a twin's; when a payload cannot be read, the twin's as it is, and why, for the validation interceptor. */
+function readRequest(method: TwinMethod, message: Message, contextValues: ContextValues) {
+  try {
+    return method.requestFromTwin(message);
+  } catch (error) {
+    contextValues.set(kUnreadablePayload, ConnectError.from(error));
+    return message;
+  }
 }
 
 async function* mapIterable(messages: AsyncIterable<Message>, map: (message: Message) => Message) {

@@ -161,3 +161,25 @@ describe("a payload that is not a Struct in a binary request", () => {
     expect(await databaseChecksum(db)).toEqual(before);
   });
 });
+
+describe("an unreadable payload in a binary request", () => {
+  it("is refused after the interceptors before validation: counted, and unauthenticated without a token", async () => {
+    const guarded = await startTestServer({ FASTPUBSUB_AUTH_ENABLED: "true", FASTPUBSUB_AUTH_SECRET_KEY: "a".repeat(64) });
+    try {
+      const topicId = uniqueId("unread");
+      // A Struct whose map entry is cut short.
+      const body = new Uint8Array([0x0a, topicId.length, ...new TextEncoder().encode(topicId), 0x12, 0x03, 0x0a, 0x05, 0x0a]);
+      const answer = await fetch(new URL("/fastpubsub.v1.TopicService/PublishMessages", guarded.url), {
+        method: "POST",
+        headers: { "content-type": "application/proto" },
+        body,
+      });
+      expect(answer.status).toBe(401);
+      expect(((await answer.json()) as { code: string }).code).toBe("unauthenticated");
+      const metrics = await (await fetch(new URL("/metrics", guarded.url))).text();
+      expect(metrics).toMatch(/fastpubsub_rpc_requests_total\{[^}]*method="PublishMessages"[^}]*code="unauthenticated"[^}]*\} 1/);
+    } finally {
+      await guarded.close();
+    }
+  });
+});

@@ -1,6 +1,7 @@
 import { type DescField, type DescMessage, getOption, hasOption, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { type FieldRules, Format, FormatSchema, rules } from "../../../gen/fastpubsub/v1/field_rules_pb.ts";
+import { kUnreadablePayload } from "../context.ts";
 import { canBeUnset, fieldFormat } from "./field-formats.ts";
 import { requestMessage } from "./single-request.ts";
 import { findUnstorableValue } from "./unstorable-values.ts";
@@ -85,6 +86,8 @@ export function validateMessage(schema: DescMessage, message: Message) {
  */
 export function createValidationInterceptor(): Interceptor {
   return (next) => async (request) => {
+    const unreadable = request.contextValues.get(kUnreadablePayload);
+    if (unreadable) throw unreadable;
     const message = requestMessage(request);
     if (message) validateMessage(request.method.input, message);
     return next(request);

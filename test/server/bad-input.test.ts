@@ -3,7 +3,7 @@ import { create, fromJson, type JsonObject, type JsonValue } from "@bufbuild/pro
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip, createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import pg from "pg";
+import type pg from "pg";
 import { Client } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TopicService } from "../../gen/fastpubsub/v1/topic_service_pb.ts";
@@ -14,22 +14,13 @@ import { send } from "../support/http.ts";
 import { uniqueId } from "../support/ids.ts";
 import { consume } from "../support/messages.ts";
 import { type Api, createApi, protocols } from "../support/protocols.ts";
-import { startTestServer, type TestServer } from "../support/server.ts";
+import { startQuietServer, type TestServer } from "../support/server.ts";
 
 // No background job may change a table while a test compares checksums.
-const quiet = {
-  FASTPUBSUB_CLEANUP_ACKED_MESSAGES_INTERVAL_SECONDS: "0",
-  FASTPUBSUB_CLEANUP_STUCK_MESSAGES_INTERVAL_SECONDS: "0",
-  FASTPUBSUB_EXPIRE_LEASES_INTERVAL_SECONDS: "0",
-  FASTPUBSUB_MAINTENANCE_INTERVAL_SECONDS: "0",
-};
-
 let server: TestServer;
 let db: pg.Client;
 beforeAll(async () => {
-  server = await startTestServer(quiet);
-  db = new pg.Client({ connectionString: server.databaseUrl });
-  await db.connect();
+  ({ server, db } = await startQuietServer());
 });
 afterAll(async () => {
   await db.end();

@@ -1,29 +1,20 @@
 import http2 from "node:http2";
 import { fromJson, type JsonObject, type JsonValue, toBinary } from "@bufbuild/protobuf";
 import { StructSchema } from "@bufbuild/protobuf/wkt";
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PublishMessagesRequestSchema } from "../../gen/fastpubsub/v1/topic_service_pb.ts";
 import { createFastPubSubClient } from "../../src/client.ts";
 import { databaseChecksum } from "../support/db.ts";
 import { uniqueId } from "../support/ids.ts";
 import { type Api, createApi, protocols } from "../support/protocols.ts";
-import { startTestServer, type TestServer } from "../support/server.ts";
+import { startQuietServer, startTestServer, type TestServer } from "../support/server.ts";
 
 // No background job may change a table while a test compares checksums.
-const quiet = {
-  FASTPUBSUB_CLEANUP_ACKED_MESSAGES_INTERVAL_SECONDS: "0",
-  FASTPUBSUB_CLEANUP_STUCK_MESSAGES_INTERVAL_SECONDS: "0",
-  FASTPUBSUB_EXPIRE_LEASES_INTERVAL_SECONDS: "0",
-  FASTPUBSUB_MAINTENANCE_INTERVAL_SECONDS: "0",
-};
-
 let server: TestServer;
 let db: pg.Client;
 beforeAll(async () => {
-  server = await startTestServer(quiet);
-  db = new pg.Client({ connectionString: server.databaseUrl });
-  await db.connect();
+  ({ server, db } = await startQuietServer());
 });
 afterAll(async () => {
   await db.end();

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import pg from "pg";
 import { inject } from "vitest";
 import { type Config, loadConfig } from "../../src/config/config.ts";
 import { createLogger } from "../../src/logger.ts";
@@ -35,4 +36,20 @@ export async function startTestServer(env: Record<string, string> = {}, database
   });
   const server = await startServer(config, createLogger({ level: config.logLevel, format: config.logFormatter }));
   return { ...server, databaseUrl: url, config };
+}
+
+/** Settings that stop every background job of a server, so that no table changes while a test compares checksums. */
+export const quietJobs = {
+  FASTPUBSUB_CLEANUP_ACKED_MESSAGES_INTERVAL_SECONDS: "0",
+  FASTPUBSUB_CLEANUP_STUCK_MESSAGES_INTERVAL_SECONDS: "0",
+  FASTPUBSUB_EXPIRE_LEASES_INTERVAL_SECONDS: "0",
+  FASTPUBSUB_MAINTENANCE_INTERVAL_SECONDS: "0",
+};
+
+/** Starts a server with quietJobs, and a client of its database for checksums. */
+export async function startQuietServer(): Promise<{ server: TestServer; db: pg.Client }> {
+  const server = await startTestServer(quietJobs);
+  const db = new pg.Client({ connectionString: server.databaseUrl });
+  await db.connect();
+  return { server, db };
 }

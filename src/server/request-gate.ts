@@ -12,9 +12,13 @@ export function requestGate(context: HandlerContext) {
   const abort = controller.abort.bind(controller);
   controller.abort = (reason?: unknown) => {
     if (reason instanceof ConnectError) correct(reason);
-    abort(reason);
+    // A call that ended well is aborted too, to release what listens to its signal: with no reason,
+    // AbortController makes a DOMException, whose stack trace cost ~3 % of the server's CPU over gRPC.
+    abort(reason ?? callEnded);
   };
 }
+
+const callEnded = new ConnectError("the call has ended", Code.Canceled);
 
 function correct(error: ConnectError) {
   const fields = error as { code: Code; rawMessage: string };

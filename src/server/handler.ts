@@ -62,16 +62,16 @@ export interface HandlerOptions {
 export function createRequestHandler(options: HandlerOptions) {
   const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true };
   const routerOptions = {
-    // protobuf-es writes these answers (and the twins' codec those of the twin router, inside its
-    // own translation): their payloads must be objects by then.
-    interceptors: [createPayloadInterceptor(), ...options.interceptors],
+    interceptors: options.interceptors,
     readMaxBytes: options.readMaxBytes,
     jsonOptions,
     requestGate,
     // What connectNodeAdapter accepts by default; readMaxBytes bounds a message once decompressed.
     acceptCompression: [compressionGzip, compressionBrotli],
   };
-  const router = createConnectRouter(routerOptions);
+  // protobuf-es writes this router's answers: their payloads must be objects by then. (The twins'
+  // encoder takes a payload still held as text itself.)
+  const router = createConnectRouter({ ...routerOptions, interceptors: [createPayloadInterceptor(), ...options.interceptors] });
   // The binary protocols of the methods carrying payloads go to their twins, which read and write
   // each google.protobuf.Struct with our codec instead of protobuf-es's reflection.
   const twins = createStructTwinRouter(routerOptions);

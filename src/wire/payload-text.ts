@@ -1,5 +1,6 @@
 import type { DescMessage, JsonObject, Message } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
+import { fieldsHoldingStruct, isStructField } from "./struct-fields.ts";
 
 /**
  * A payload as the JSON text PostgreSQL returned it. A response message carries
@@ -25,28 +26,9 @@ export function payloadObject(value: JsonObject): JsonObject {
   return value instanceof PayloadText ? (JSON.parse(value.text) as JsonObject) : value;
 }
 
-const isStruct = (desc: DescMessage | undefined) => desc?.typeName === "google.protobuf.Struct";
-
-/** For each message type, its fields that hold payloads: Struct fields, and message fields whose messages hold some. */
-const payloadFields = new Map<DescMessage, DescMessage["fields"]>();
-function fieldsHoldingPayloads(desc: DescMessage, seen = new Set<DescMessage>()): DescMessage["fields"] {
-  let fields = payloadFields.get(desc);
-  if (fields) return fields;
-  seen.add(desc);
-  fields = desc.fields.filter((field) => {
-    if (field.fieldKind !== "message" && !(field.fieldKind === "list" && field.listKind === "message")) return false;
-    if (isStruct(field.message)) return true;
-    const inner = field.message;
-    if (seen.has(inner) || inner.typeName.startsWith("google.protobuf.")) return false;
-    return fieldsHoldingPayloads(inner, seen).length > 0;
-  });
-  payloadFields.set(desc, fields);
-  return fields;
-}
-
 /** The message with every payload it holds as a JsonObject: itself when it holds no payload text. */
 export function materializePayloads<T extends Message>(desc: DescMessage, message: T): T {
-  const fields = fieldsHoldingPayloads(desc);
+  const fields = fieldsHoldingStruct(desc);
   if (fields.length === 0) return message;
   let copy: Record<string, unknown> | undefined;
   const values = message as unknown as Record<string, unknown>;
@@ -54,7 +36,8 @@ export function materializePayloads<T extends Message>(desc: DescMessage, messag
     const value = values[field.localName];
     if (value === undefined || field.message === undefined) continue;
     const inner = field.message;
-    const convert = (item: unknown) => (isStruct(inner) ? payloadObject(item as JsonObject) : materializePayloads(inner, item as Message));
+    const convert = (item: unknown) =>
+      isStructField(field) ? payloadObject(item as JsonObject) : materializePayloads(inner, item as Message);
     const converted = Array.isArray(value) ? value.map(convert) : convert(value);
     copy ??= { ...values };
     copy[field.localName] = converted;

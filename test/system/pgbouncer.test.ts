@@ -110,6 +110,39 @@ async function createQueue(api: Api) {
   return { topicId, subscriptionId };
 }
 
+/**
+ * Long-polls a new subscription on `poller` while a message is published through `publisher`;
+ * expects the poll to get it, and logs after how long, under `label`.
+ */
+async function expectWokenAcross(publisher: string, poller: string, token: string, label: string) {
+  const api = createApi("connect-json", publisher, bearer(token));
+  const { topicId, subscriptionId } = await createQueue(api);
+  const polled = longPoll(poller, token, subscriptionId, 10);
+  await sleep(500);
+  await api.topics.publishMessages({ topicId, messages: [{ hello: label }] });
+  const answer = await polled;
+  expect(answer.status).toBe(200);
+  expect(answer.ids).toHaveLength(1);
+  console.log(`pgbouncer | ${label}: the long-poll got the message ${Math.round(answer.ms - 500)} ms after the publish`);
+}
+
+/**
+ * A client of `b` whose token was used there twice (so that `b` may cache its client's state),
+ * then revoked through `a`, by renaming its client with the admin token.
+ */
+async function revokedAfterUse(databaseUrl: string, a: RunningServer, b: RunningServer, adminToken: string) {
+  const reader = await tokenFor(databaseUrl, a, "topics:read");
+  const onB = createApi("grpc", b.url, bearer(reader.token));
+  await onB.topics.listTopics({});
+  await onB.topics.listTopics({});
+  await createApi("connect-json", a.url, bearer(adminToken)).clients.updateClient({
+    id: reader.id,
+    name: "revoked",
+    scopes: "topics:read",
+  });
+  return onB;
+}
+
 /** The pids of PostgreSQL backends that PgBouncer holds as server connections. */
 async function pgbouncerBackends() {
   const servers = await bouncer.admin<{ remote_pid: string | number }>("SHOW SERVERS");
@@ -199,27 +232,11 @@ describe("servers behind PgBouncer in transaction mode", () => {
 
   it("logs that it cannot listen, and a long-poll on one server still gets a message published through the other", async () => {
     await waitFor(async () => (a.count(cannotListen) > 0 && b.count(cannotListen) > 0 ? true : undefined), 10_000, "the warnings");
-    const api = createApi("connect-json", a.url, bearer(admin.token));
-    const { topicId, subscriptionId } = await createQueue(api);
-    const polled = longPoll(b.url, admin.token, subscriptionId, 10);
-    await sleep(500);
-    await api.topics.publishMessages({ topicId, messages: [{ hello: "through pgbouncer" }] });
-    const answer = await polled;
-    expect(answer.status).toBe(200);
-    expect(answer.ids).toHaveLength(1);
-    console.log(`pgbouncer | polling: the long-poll got the message ${Math.round(answer.ms - 500)} ms after the publish`);
+    await expectWokenAcross(a.url, b.url, admin.token, "polling");
   });
 
   it("refuses a revoked token at once on the other server, as it caches no client state while it cannot listen", async () => {
-    const reader = await tokenFor(databaseUrl, a, "topics:read");
-    const onB = createApi("grpc", b.url, bearer(reader.token));
-    await onB.topics.listTopics({});
-    await onB.topics.listTopics({});
-    await createApi("connect-json", a.url, bearer(admin.token)).clients.updateClient({
-      id: reader.id,
-      name: "revoked",
-      scopes: "topics:read",
-    });
+    const onB = await revokedAfterUse(databaseUrl, a, b, admin.token);
     await expectCode(onB.topics.listTopics({}), Code.Unauthenticated);
   });
 
@@ -300,29 +317,13 @@ describe("servers behind PgBouncer whose FASTPUBSUB_DATABASE_LISTEN_URL goes str
   });
 
   it("wakes a long-poll on one server when a message is published through the other", async () => {
-    const api = createApi("connect-json", a.url, bearer(admin.token));
-    const { topicId, subscriptionId } = await createQueue(api);
-    const polled = longPoll(b.url, admin.token, subscriptionId, 10);
-    await sleep(500);
-    await api.topics.publishMessages({ topicId, messages: [{ hello: "notified" }] });
-    const answer = await polled;
-    expect(answer.status).toBe(200);
-    expect(answer.ids).toHaveLength(1);
-    console.log(`pgbouncer | notified: the long-poll got the message ${Math.round(answer.ms - 500)} ms after the publish`);
+    await expectWokenAcross(a.url, b.url, admin.token, "notified");
     expect(b.count(cannotListen)).toBe(0);
   });
 
   it("drops a cached client state on the other server when a change is notified", async () => {
-    const reader = await tokenFor(databaseUrl, a, "topics:read");
-    const onB = createApi("grpc", b.url, bearer(reader.token));
     // B listens, so it caches the client's state: only the notification can tell it of the change.
-    await onB.topics.listTopics({});
-    await onB.topics.listTopics({});
-    await createApi("connect-json", a.url, bearer(admin.token)).clients.updateClient({
-      id: reader.id,
-      name: "revoked",
-      scopes: "topics:read",
-    });
+    const onB = await revokedAfterUse(databaseUrl, a, b, admin.token);
     await waitFor(
       () =>
         onB.topics.listTopics({}).then(

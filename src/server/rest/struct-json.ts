@@ -8,6 +8,7 @@ import {
   type Message,
   toJson,
 } from "@bufbuild/protobuf";
+import { fieldsHoldingStruct, isStructField } from "../../wire/struct-fields.ts";
 
 /*
  * protobuf-es holds a google.protobuf.Struct field as the JsonObject it stands
@@ -21,27 +22,6 @@ import {
 type Fields = Record<string, unknown>;
 
 const isJsonObject = (value: unknown): value is JsonObject => typeof value === "object" && value !== null && !Array.isArray(value);
-const isStruct = (field: DescField) => field.message?.typeName === "google.protobuf.Struct";
-
-/** Whether a field holds Struct values: as itself, a list, or within the messages it holds. */
-function holdsStruct(field: DescField, seen = new Set<DescMessage>()): boolean {
-  if (field.fieldKind !== "message" && !(field.fieldKind === "list" && field.listKind === "message")) return false;
-  const message = field.message;
-  if (isStruct(field)) return true;
-  if (seen.has(message) || message.typeName.startsWith("google.protobuf.")) return false;
-  seen.add(message);
-  return message.fields.some((inner) => holdsStruct(inner, seen));
-}
-
-const structHolders = new Map<DescMessage, DescField[]>();
-function fieldsHoldingStruct(desc: DescMessage) {
-  let fields = structHolders.get(desc);
-  if (!fields) {
-    fields = desc.fields.filter((field) => holdsStruct(field));
-    structHolders.set(desc, fields);
-  }
-  return fields;
-}
 
 /**
  * Reads a request message from proto JSON as `fromJson` does, taking its
@@ -53,7 +33,7 @@ export function requestFromJson<Desc extends DescMessage>(desc: Desc, json: Json
   let rest = json;
   for (const field of fieldsHoldingStruct(desc)) {
     const value = json[field.jsonName];
-    if (!isStruct(field) || value === undefined) continue;
+    if (!isStructField(field) || value === undefined) continue;
     const fits = field.fieldKind === "list" ? Array.isArray(value) && value.every(isJsonObject) : isJsonObject(value);
     if (!fits) continue;
     if (rest === json) rest = { ...json };
@@ -78,7 +58,7 @@ function strip(desc: DescMessage, message: Message): Message {
   for (const field of fields) {
     const value = copy[field.localName];
     if (value === undefined) continue;
-    if (isStruct(field)) copy[field.localName] = field.fieldKind === "list" ? [] : undefined;
+    if (isStructField(field)) copy[field.localName] = field.fieldKind === "list" ? [] : undefined;
     else if (field.message) {
       const inner = field.message;
       copy[field.localName] = Array.isArray(value) ? value.map((item: Message) => strip(inner, item)) : strip(inner, value as Message);
@@ -98,7 +78,7 @@ function restore(desc: DescMessage, message: Message, json: JsonValue, options: 
     const value = values[field.localName];
     if (!fields.includes(field)) {
       if (key in json) out[key] = json[key] as JsonValue;
-    } else if (isStruct(field)) {
+    } else if (isStructField(field)) {
       if (value !== undefined && (field.fieldKind !== "list" || (value as unknown[]).length > 0 || key in json))
         out[key] = value as JsonValue;
     } else if (key in json && field.message) {

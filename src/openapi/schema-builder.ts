@@ -94,7 +94,11 @@ export function createSchemaBuilder(options: ProtoOptions): SchemaBuilder {
 }
 
 function rangeRules(rules: FieldRules): JsonObject {
-  return { ...(rules.min === undefined ? {} : { minimum: rules.min }), ...(rules.max === undefined ? {} : { maximum: rules.max }) };
+  return {
+    ...(rules.min === undefined ? {} : { minimum: rules.min }),
+    ...(rules.max === undefined ? {} : { maximum: rules.max }),
+    ...(rules.maxLength === undefined ? {} : { maxLength: rules.maxLength }),
+  };
 }
 
 /** The JSON Schema of a scalar in proto JSON, where 64-bit integers are strings. */

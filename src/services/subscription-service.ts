@@ -207,6 +207,10 @@ export function createSubscriptionService(db: Database, settings: Settings, wait
       if (revived > 0) waiting.passOn(request.subscriptionId);
       return {};
     },
+    async purgeDlqMessages() {
+      // Issue 15 implements it in this round; until then a caller hears so.
+      throw new ConnectError("PurgeDlqMessages is not implemented yet", Code.Unimplemented);
+    },
     async getSubscriptionMetrics(request) {
       const metrics = await messages.getSubscriptionMetrics(db.pool, request.subscriptionId);
       return {

@@ -12,7 +12,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file fastpubsub/v1/field_rules.proto.
  */
 export const file_fastpubsub_v1_field_rules: GenFile = /*@__PURE__*/
-  fileDesc("Ch9mYXN0cHVic3ViL3YxL2ZpZWxkX3J1bGVzLnByb3RvEg1mYXN0cHVic3ViLnYxIp8BCgpGaWVsZFJ1bGVzEiUKBmZvcm1hdBgBIAEoDjIVLmZhc3RwdWJzdWIudjEuRm9ybWF0EhAKA21pbhgCIAEoBUgAiAEBEhAKA21heBgDIAEoBUgBiAEBEhAKCHJlcXVpcmVkGAQgASgIEhYKCW1heF9pdGVtcxgFIAEoBUgCiAEBQgYKBF9taW5CBgoEX21heEIMCgpfbWF4X2l0ZW1zKoUBCgZGb3JtYXQSFgoSRk9STUFUX1VOU1BFQ0lGSUVEEAASFgoSRk9STUFUX1JFU09VUkNFX0lEEAESDwoLRk9STUFUX1VVSUQQAhIUChBGT1JNQVRfTk9UX0JMQU5LEAMSEQoNRk9STUFUX1NDT1BFUxAEEhEKDUZPUk1BVF9GSUxURVIQBTpQCgVydWxlcxIdLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE9wdGlvbnMY0YYDIAEoCzIZLmZhc3RwdWJzdWIudjEuRmllbGRSdWxlc1IFcnVsZXNCLlosZmFzdHB1YnN1Yi9nZW4vZ28vZmFzdHB1YnN1Yi92MTtmYXN0cHVic3VidjFiBnByb3RvMw", [file_google_protobuf_descriptor]);
+  fileDesc("Ch9mYXN0cHVic3ViL3YxL2ZpZWxkX3J1bGVzLnByb3RvEg1mYXN0cHVic3ViLnYxIscBCgpGaWVsZFJ1bGVzEiUKBmZvcm1hdBgBIAEoDjIVLmZhc3RwdWJzdWIudjEuRm9ybWF0EhAKA21pbhgCIAEoBUgAiAEBEhAKA21heBgDIAEoBUgBiAEBEhAKCHJlcXVpcmVkGAQgASgIEhYKCW1heF9pdGVtcxgFIAEoBUgCiAEBEhcKCm1heF9sZW5ndGgYBiABKAVIA4gBAUIGCgRfbWluQgYKBF9tYXhCDAoKX21heF9pdGVtc0INCgtfbWF4X2xlbmd0aCqdAQoGRm9ybWF0EhYKEkZPUk1BVF9VTlNQRUNJRklFRBAAEhYKEkZPUk1BVF9SRVNPVVJDRV9JRBABEg8KC0ZPUk1BVF9VVUlEEAISFAoQRk9STUFUX05PVF9CTEFOSxADEhEKDUZPUk1BVF9TQ09QRVMQBBIRCg1GT1JNQVRfRklMVEVSEAUSFgoSRk9STUFUX1BBWUxPQURfS0VZEAY6UAoFcnVsZXMSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGNGGAyABKAsyGS5mYXN0cHVic3ViLnYxLkZpZWxkUnVsZXNSBXJ1bGVzQi5aLGZhc3RwdWJzdWIvZ2VuL2dvL2Zhc3RwdWJzdWIvdjE7ZmFzdHB1YnN1YnYxYgZwcm90bzM", [file_google_protobuf_descriptor]);
 
 /**
  * FieldRules are the input rules of one request field. The server checks them
@@ -56,6 +56,13 @@ export type FieldRules = Message<"fastpubsub.v1.FieldRules"> & {
    * @generated from field: optional int32 max_items = 5;
    */
   maxItems?: number | undefined;
+
+  /**
+   * max_length is the largest number of characters allowed in a string field.
+   *
+   * @generated from field: optional int32 max_length = 6;
+   */
+  maxLength?: number | undefined;
 };
 
 /**
@@ -117,6 +124,14 @@ export const Format = {
    * @generated from enum value: FORMAT_FILTER = 5;
    */
   FILTER: 5,
+
+  /**
+   * FORMAT_PAYLOAD_KEY names a top-level key of message payloads, as filter
+   * keys do: 1 to 256 characters, not only white space.
+   *
+   * @generated from enum value: FORMAT_PAYLOAD_KEY = 6;
+   */
+  PAYLOAD_KEY: 6,
 } as const;
 
 /**

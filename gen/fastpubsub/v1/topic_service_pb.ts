@@ -15,7 +15,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file fastpubsub/v1/topic_service.proto.
  */
 export const file_fastpubsub_v1_topic_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFmYXN0cHVic3ViL3YxL3RvcGljX3NlcnZpY2UucHJvdG8SDWZhc3RwdWJzdWIudjEiQwoFVG9waWMSCgoCaWQYASABKAkSLgoKY3JlYXRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiKAoSQ3JlYXRlVG9waWNSZXF1ZXN0EhIKAmlkGAEgASgJQgaKtRgCCAEiHQoPR2V0VG9waWNSZXF1ZXN0EgoKAmlkGAEgASgJImMKEUxpc3RUb3BpY3NSZXF1ZXN0EhsKBm9mZnNldBgBIAEoBUIGirUYAhAASACIAQESHAoFbGltaXQYAiABKAVCCIq1GAQQARhkSAGIAQFCCQoHX29mZnNldEIICgZfbGltaXQiOAoSTGlzdFRvcGljc1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC5mYXN0cHVic3ViLnYxLlRvcGljIiAKEkRlbGV0ZVRvcGljUmVxdWVzdBIKCgJpZBgBIAEoCSJeChZQdWJsaXNoTWVzc2FnZXNSZXF1ZXN0EhAKCHRvcGljX2lkGAEgASgJEjIKCG1lc3NhZ2VzGAIgAygLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIHirUYAyjoBzL2BAoMVG9waWNTZXJ2aWNlEm0KC0NyZWF0ZVRvcGljEiEuZmFzdHB1YnN1Yi52MS5DcmVhdGVUb3BpY1JlcXVlc3QaFC5mYXN0cHVic3ViLnYxLlRvcGljIiWStRgPCg10b3BpY3M6Y3JlYXRlgtPkkwIMOgEqIgcvdG9waWNzEmsKCEdldFRvcGljEh4uZmFzdHB1YnN1Yi52MS5HZXRUb3BpY1JlcXVlc3QaFC5mYXN0cHVic3ViLnYxLlRvcGljIimStRgRCgt0b3BpY3M6cmVhZBICaWSC0+STAg4SDC90b3BpY3Mve2lkfRJzCgpMaXN0VG9waWNzEiAuZmFzdHB1YnN1Yi52MS5MaXN0VG9waWNzUmVxdWVzdBohLmZhc3RwdWJzdWIudjEuTGlzdFRvcGljc1Jlc3BvbnNlIiCStRgNCgt0b3BpY3M6cmVhZILT5JMCCRIHL3RvcGljcxJ1CgtEZWxldGVUb3BpYxIhLmZhc3RwdWJzdWIudjEuRGVsZXRlVG9waWNSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5IiuStRgTCg10b3BpY3M6ZGVsZXRlEgJpZILT5JMCDioML3RvcGljcy97aWR9Ep0BCg9QdWJsaXNoTWVzc2FnZXMSJS5mYXN0cHVic3ViLnYxLlB1Ymxpc2hNZXNzYWdlc1JlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiS5K1GBoKDnRvcGljczpwdWJsaXNoEgh0b3BpY19pZILT5JMCJzoIbWVzc2FnZXMiGy90b3BpY3Mve3RvcGljX2lkfS9tZXNzYWdlc0IuWixmYXN0cHVic3ViL2dlbi9nby9mYXN0cHVic3ViL3YxO2Zhc3RwdWJzdWJ2MWIGcHJvdG8z", [file_fastpubsub_v1_access, file_fastpubsub_v1_field_rules, file_google_api_annotations, file_google_protobuf_empty, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiFmYXN0cHVic3ViL3YxL3RvcGljX3NlcnZpY2UucHJvdG8SDWZhc3RwdWJzdWIudjEipQEKBVRvcGljEgoKAmlkGAEgASgJEi4KCmNyZWF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKCWRlZHVwX2tleRgDIAEoCUgAiAEBEiEKFGRlZHVwX3dpbmRvd19zZWNvbmRzGAQgASgFSAGIAQFCDAoKX2RlZHVwX2tleUIXChVfZGVkdXBfd2luZG93X3NlY29uZHMingEKEkNyZWF0ZVRvcGljUmVxdWVzdBISCgJpZBgBIAEoCUIGirUYAggBEh4KCWRlZHVwX2tleRgCIAEoCUIGirUYAggGSACIAQESLQoUZGVkdXBfd2luZG93X3NlY29uZHMYAyABKAVCCoq1GAYQARiAowVIAYgBAUIMCgpfZGVkdXBfa2V5QhcKFV9kZWR1cF93aW5kb3dfc2Vjb25kcyIdCg9HZXRUb3BpY1JlcXVlc3QSCgoCaWQYASABKAkiYwoRTGlzdFRvcGljc1JlcXVlc3QSGwoGb2Zmc2V0GAEgASgFQgaKtRgCEABIAIgBARIcCgVsaW1pdBgCIAEoBUIIirUYBBABGGRIAYgBAUIJCgdfb2Zmc2V0QggKBl9saW1pdCI4ChJMaXN0VG9waWNzUmVzcG9uc2USIgoEZGF0YRgBIAMoCzIULmZhc3RwdWJzdWIudjEuVG9waWMiIAoSRGVsZXRlVG9waWNSZXF1ZXN0EgoKAmlkGAEgASgJIskBChZQdWJsaXNoTWVzc2FnZXNSZXF1ZXN0EhAKCHRvcGljX2lkGAEgASgJEjIKCG1lc3NhZ2VzGAIgAygLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIHirUYAyjoBxInCg1kZWxheV9zZWNvbmRzGAMgASgFQguKtRgHEAAYgOeED0gAiAEBEi4KCmRlbGl2ZXJfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhAKDl9kZWxheV9zZWNvbmRzMvYECgxUb3BpY1NlcnZpY2USbQoLQ3JlYXRlVG9waWMSIS5mYXN0cHVic3ViLnYxLkNyZWF0ZVRvcGljUmVxdWVzdBoULmZhc3RwdWJzdWIudjEuVG9waWMiJZK1GA8KDXRvcGljczpjcmVhdGWC0+STAgw6ASoiBy90b3BpY3MSawoIR2V0VG9waWMSHi5mYXN0cHVic3ViLnYxLkdldFRvcGljUmVxdWVzdBoULmZhc3RwdWJzdWIudjEuVG9waWMiKZK1GBEKC3RvcGljczpyZWFkEgJpZILT5JMCDhIML3RvcGljcy97aWR9EnMKCkxpc3RUb3BpY3MSIC5mYXN0cHVic3ViLnYxLkxpc3RUb3BpY3NSZXF1ZXN0GiEuZmFzdHB1YnN1Yi52MS5MaXN0VG9waWNzUmVzcG9uc2UiIJK1GA0KC3RvcGljczpyZWFkgtPkkwIJEgcvdG9waWNzEnUKC0RlbGV0ZVRvcGljEiEuZmFzdHB1YnN1Yi52MS5EZWxldGVUb3BpY1JlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiK5K1GBMKDXRvcGljczpkZWxldGUSAmlkgtPkkwIOKgwvdG9waWNzL3tpZH0SnQEKD1B1Ymxpc2hNZXNzYWdlcxIlLmZhc3RwdWJzdWIudjEuUHVibGlzaE1lc3NhZ2VzUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSJLkrUYGgoOdG9waWNzOnB1Ymxpc2gSCHRvcGljX2lkgtPkkwInOghtZXNzYWdlcyIbL3RvcGljcy97dG9waWNfaWR9L21lc3NhZ2VzQi5aLGZhc3RwdWJzdWIvZ2VuL2dvL2Zhc3RwdWJzdWIvdjE7ZmFzdHB1YnN1YnYxYgZwcm90bzM", [file_fastpubsub_v1_access, file_fastpubsub_v1_field_rules, file_google_api_annotations, file_google_protobuf_empty, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Topic is a named channel that messages are published to.
@@ -36,6 +36,23 @@ export type Topic = Message<"fastpubsub.v1.Topic"> & {
    * @generated from field: google.protobuf.Timestamp created_at = 2;
    */
   createdAt?: Timestamp | undefined;
+
+  /**
+   * dedup_key, when set, is the payload key that de-duplicates publishing: a
+   * payload whose value for it (compared as text, as filters compare) was
+   * already published to the topic within dedup_window_seconds is dropped.
+   *
+   * @generated from field: optional string dedup_key = 3;
+   */
+  dedupKey?: string | undefined;
+
+  /**
+   * dedup_window_seconds is how long a published dedup_key value keeps out its
+   * duplicates; set when dedup_key is.
+   *
+   * @generated from field: optional int32 dedup_window_seconds = 4;
+   */
+  dedupWindowSeconds?: number | undefined;
 };
 
 /**
@@ -57,6 +74,21 @@ export type CreateTopicRequest = Message<"fastpubsub.v1.CreateTopicRequest"> & {
    * @generated from field: string id = 1;
    */
   id: string;
+
+  /**
+   * dedup_key, when set, de-duplicates the topic's publishing by this top-level
+   * payload key: 1 to 256 characters, not only white space.
+   *
+   * @generated from field: optional string dedup_key = 2;
+   */
+  dedupKey?: string | undefined;
+
+  /**
+   * dedup_window_seconds is 1 to 86400, and needs dedup_key; 600 when unset.
+   *
+   * @generated from field: optional int32 dedup_window_seconds = 3;
+   */
+  dedupWindowSeconds?: number | undefined;
 };
 
 /**
@@ -176,6 +208,23 @@ export type PublishMessagesRequest = Message<"fastpubsub.v1.PublishMessagesReque
    * @generated from field: repeated google.protobuf.Struct messages = 2;
    */
   messages: JsonObject[];
+
+  /**
+   * delay_seconds, when set, keeps the messages from every consumer for this
+   * long, 0 to 31536000 (a year). Not together with deliver_at.
+   *
+   * @generated from field: optional int32 delay_seconds = 3;
+   */
+  delaySeconds?: number | undefined;
+
+  /**
+   * deliver_at, when set, keeps the messages from every consumer until this
+   * time: at most a year ahead and at most a minute in the past. Not together
+   * with delay_seconds.
+   *
+   * @generated from field: google.protobuf.Timestamp deliver_at = 4;
+   */
+  deliverAt?: Timestamp | undefined;
 };
 
 /**
@@ -233,7 +282,10 @@ export const TopicService: GenService<{
   },
   /**
    * PublishMessages routes each message to every subscription of the topic
-   * whose filter matches it, all in one transaction.
+   * whose filter matches it, all in one transaction, in the order given. With
+   * delay_seconds or deliver_at, no consumer receives the messages before that
+   * time. On a topic with a dedup_key, a payload whose value for the key was
+   * published within the topic's window is dropped, and the call still succeeds.
    *
    * @generated from rpc fastpubsub.v1.TopicService.PublishMessages
    */

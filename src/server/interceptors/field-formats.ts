@@ -64,6 +64,7 @@ export const fieldFormats: Record<keyof typeof Format, FieldFormat> = {
     schema: notBlank.schema,
     refusesEmpty: true,
   },
+  PAYLOAD_KEY: textFormat("must be a payload key: 1 to 256 characters, not only white space", /\S/, { minLength: 1, maxLength: 256 }),
   // An unset google.protobuf.Value passes; JSON null sets it to null_value.
   FILTER: {
     check: (value) => (value === undefined || isFilter(value as Value) ? undefined : filterShape),

@@ -20,6 +20,12 @@ function checkFromRules(field: DescField, fieldRules: FieldRules): Check {
       fieldRules.max === undefined ? `at least ${min}` : fieldRules.min === undefined ? `at most ${max}` : `between ${min} and ${max}`;
     checks.push((value) => (value === undefined || (Number(value) >= min && Number(value) <= max) ? undefined : `must be ${range}`));
   }
+  if (fieldRules.maxLength !== undefined) {
+    const { maxLength } = fieldRules;
+    checks.push((value) =>
+      typeof value !== "string" || value.length <= maxLength ? undefined : `must be at most ${maxLength} characters`,
+    );
+  }
   const format: Check = fieldFormat(FormatSchema, fieldRules.format).check;
   if (field.fieldKind === "list") {
     const maxItems = fieldRules.maxItems ?? Infinity;

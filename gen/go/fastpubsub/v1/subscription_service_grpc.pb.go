@@ -49,7 +49,8 @@ type SubscriptionServiceClient interface {
 	AckMessages(ctx context.Context, in *AckMessagesRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// NackMessages makes delivered messages available again after the
 	// subscription's backoff (or after delay_seconds, when given), or moves them
-	// to the dead-letter queue once they have used up max_delivery_attempts.
+	// to the dead-letter queue once they have used up max_delivery_attempts, or
+	// at once with dead_letter.
 	NackMessages(ctx context.Context, in *NackMessagesRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// ModifyAckDeadline extends the leases of live deliveries to
 	// ack_deadline_seconds from now, or with 0 makes the messages available again
@@ -58,9 +59,12 @@ type SubscriptionServiceClient interface {
 	ModifyAckDeadline(ctx context.Context, in *ModifyAckDeadlineRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// ListDlqMessages returns a page of the subscription's dead-letter queue.
 	ListDlqMessages(ctx context.Context, in *ListDlqMessagesRequest, opts ...grpc.CallOption) (*ListDlqMessagesResponse, error)
-	// ReprocessDlqMessages moves dead-lettered messages back to the queue with
-	// their delivery attempts reset.
+	// ReprocessDlqMessages moves dead-lettered messages (or, with all, every one
+	// of the subscription's) back to the queue with their delivery attempts reset.
 	ReprocessDlqMessages(ctx context.Context, in *ReprocessDlqMessagesRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// PurgeDlqMessages deletes dead-lettered messages, the given ones or, with
+	// all, every one of the subscription's.
+	PurgeDlqMessages(ctx context.Context, in *PurgeDlqMessagesRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// GetSubscriptionMetrics counts the subscription's messages by state.
 	GetSubscriptionMetrics(ctx context.Context, in *GetSubscriptionMetricsRequest, opts ...grpc.CallOption) (*SubscriptionMetrics, error)
 }
@@ -204,6 +208,15 @@ func (c *subscriptionServiceClient) ReprocessDlqMessages(ctx context.Context, in
 	return out, nil
 }
 
+func (c *subscriptionServiceClient) PurgeDlqMessages(ctx context.Context, in *PurgeDlqMessagesRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
+	out := new(emptypb.Empty)
+	err := c.cc.Invoke(ctx, "/fastpubsub.v1.SubscriptionService/PurgeDlqMessages", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *subscriptionServiceClient) GetSubscriptionMetrics(ctx context.Context, in *GetSubscriptionMetricsRequest, opts ...grpc.CallOption) (*SubscriptionMetrics, error) {
 	out := new(SubscriptionMetrics)
 	err := c.cc.Invoke(ctx, "/fastpubsub.v1.SubscriptionService/GetSubscriptionMetrics", in, out, opts...)
@@ -248,7 +261,8 @@ type SubscriptionServiceServer interface {
 	AckMessages(context.Context, *AckMessagesRequest) (*emptypb.Empty, error)
 	// NackMessages makes delivered messages available again after the
 	// subscription's backoff (or after delay_seconds, when given), or moves them
-	// to the dead-letter queue once they have used up max_delivery_attempts.
+	// to the dead-letter queue once they have used up max_delivery_attempts, or
+	// at once with dead_letter.
 	NackMessages(context.Context, *NackMessagesRequest) (*emptypb.Empty, error)
 	// ModifyAckDeadline extends the leases of live deliveries to
 	// ack_deadline_seconds from now, or with 0 makes the messages available again
@@ -257,9 +271,12 @@ type SubscriptionServiceServer interface {
 	ModifyAckDeadline(context.Context, *ModifyAckDeadlineRequest) (*emptypb.Empty, error)
 	// ListDlqMessages returns a page of the subscription's dead-letter queue.
 	ListDlqMessages(context.Context, *ListDlqMessagesRequest) (*ListDlqMessagesResponse, error)
-	// ReprocessDlqMessages moves dead-lettered messages back to the queue with
-	// their delivery attempts reset.
+	// ReprocessDlqMessages moves dead-lettered messages (or, with all, every one
+	// of the subscription's) back to the queue with their delivery attempts reset.
 	ReprocessDlqMessages(context.Context, *ReprocessDlqMessagesRequest) (*emptypb.Empty, error)
+	// PurgeDlqMessages deletes dead-lettered messages, the given ones or, with
+	// all, every one of the subscription's.
+	PurgeDlqMessages(context.Context, *PurgeDlqMessagesRequest) (*emptypb.Empty, error)
 	// GetSubscriptionMetrics counts the subscription's messages by state.
 	GetSubscriptionMetrics(context.Context, *GetSubscriptionMetricsRequest) (*SubscriptionMetrics, error)
 	mustEmbedUnimplementedSubscriptionServiceServer()
@@ -304,6 +321,9 @@ func (UnimplementedSubscriptionServiceServer) ListDlqMessages(context.Context, *
 }
 func (UnimplementedSubscriptionServiceServer) ReprocessDlqMessages(context.Context, *ReprocessDlqMessagesRequest) (*emptypb.Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReprocessDlqMessages not implemented")
+}
+func (UnimplementedSubscriptionServiceServer) PurgeDlqMessages(context.Context, *PurgeDlqMessagesRequest) (*emptypb.Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PurgeDlqMessages not implemented")
 }
 func (UnimplementedSubscriptionServiceServer) GetSubscriptionMetrics(context.Context, *GetSubscriptionMetricsRequest) (*SubscriptionMetrics, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetSubscriptionMetrics not implemented")
@@ -540,6 +560,24 @@ func _SubscriptionService_ReprocessDlqMessages_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SubscriptionService_PurgeDlqMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PurgeDlqMessagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SubscriptionServiceServer).PurgeDlqMessages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/fastpubsub.v1.SubscriptionService/PurgeDlqMessages",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SubscriptionServiceServer).PurgeDlqMessages(ctx, req.(*PurgeDlqMessagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SubscriptionService_GetSubscriptionMetrics_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetSubscriptionMetricsRequest)
 	if err := dec(in); err != nil {
@@ -605,6 +643,10 @@ var _SubscriptionService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReprocessDlqMessages",
 			Handler:    _SubscriptionService_ReprocessDlqMessages_Handler,
+		},
+		{
+			MethodName: "PurgeDlqMessages",
+			Handler:    _SubscriptionService_PurgeDlqMessages_Handler,
 		},
 		{
 			MethodName: "GetSubscriptionMetrics",

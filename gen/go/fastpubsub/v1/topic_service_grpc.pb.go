@@ -27,7 +27,10 @@ type TopicServiceClient interface {
 	// DeleteTopic deletes a topic together with its subscriptions and their messages.
 	DeleteTopic(ctx context.Context, in *DeleteTopicRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// PublishMessages routes each message to every subscription of the topic
-	// whose filter matches it, all in one transaction.
+	// whose filter matches it, all in one transaction, in the order given. With
+	// delay_seconds or deliver_at, no consumer receives the messages before that
+	// time. On a topic with a dedup_key, a payload whose value for the key was
+	// published within the topic's window is dropped, and the call still succeeds.
 	PublishMessages(ctx context.Context, in *PublishMessagesRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 }
 
@@ -97,7 +100,10 @@ type TopicServiceServer interface {
 	// DeleteTopic deletes a topic together with its subscriptions and their messages.
 	DeleteTopic(context.Context, *DeleteTopicRequest) (*emptypb.Empty, error)
 	// PublishMessages routes each message to every subscription of the topic
-	// whose filter matches it, all in one transaction.
+	// whose filter matches it, all in one transaction, in the order given. With
+	// delay_seconds or deliver_at, no consumer receives the messages before that
+	// time. On a topic with a dedup_key, a payload whose value for the key was
+	// published within the topic's window is dropped, and the call still succeeds.
 	PublishMessages(context.Context, *PublishMessagesRequest) (*emptypb.Empty, error)
 	mustEmbedUnimplementedTopicServiceServer()
 }

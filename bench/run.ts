@@ -45,6 +45,8 @@ if (options.help) {
                                        max_outstanding_messages=1000); "bare" adds a reference
                                        point: the same SQL functions behind a bare node:http server
                                        (bench/bare-server.ts), to tell the HTTP hop's cost from the server's;
+                                       "bare-grpc" the same behind connect-node on node:http2 with the twins and
+                                       the Struct codec and nothing else (bench/bare-grpc-server.ts), for gRPC;
                                        "grpc-go": gRPC from the Go load generator (bench/go, the generated Go
                                        client as examples/go calls it; A, A-unthrottled and B), built here
                                        with \`go\` (skipped when it is not installed)
@@ -88,6 +90,7 @@ const fastpubsub = async (): Promise<System> => (options.url ? { url: options.ur
 const systems: Record<string, () => Promise<System | undefined>> = {
   baseline: async () => undefined,
   bare: () => startChild(process.execPath, [join(import.meta.dirname, "bare-server.ts"), databaseUrl], /^(http:\S+)/),
+  "bare-grpc": () => startChild(process.execPath, [join(import.meta.dirname, "bare-grpc-server.ts"), databaseUrl], /^(http:\S+)/),
   rest: fastpubsub,
   grpc: fastpubsub,
   "rest-long-poll": fastpubsub,
@@ -98,6 +101,7 @@ const systems: Record<string, () => Promise<System | undefined>> = {
 const drivers: Record<string, (url: string) => Driver> = {
   baseline: () => createBaselineDriver(databaseUrl),
   bare: (url) => ({ ...createRestDriver(url), name: "bare node:http server" }),
+  "bare-grpc": (url) => ({ ...createGrpcDriver(url), name: "bare connect-node gRPC server" }),
   rest: (url) => createRestDriver(url),
   grpc: (url) => createGrpcDriver(url),
   "rest-long-poll": (url) => createRestDriver(url, { waitSeconds: 5 }),
@@ -137,7 +141,7 @@ for (const name of scenarios) {
       durationMs,
       cpu: (loadGeneratorPid) => cpuTimes(system?.child?.pid, loadGeneratorPid),
     };
-    const rss = system?.child && target !== "bare" ? watchRss(system.child) : undefined;
+    const rss = system?.child && !target.startsWith("bare") ? watchRss(system.child) : undefined;
     const results: Record<string, number>[] = [];
     try {
       for (let n = 0; n < runs; n++) {

@@ -8,6 +8,10 @@
 -- none). dead_at, which the table had from the start, is when it died. Dead letters made
 -- before this migration all used up their attempts.
 --
+-- Dead letters given by id are found by primary key only: with statistics that saw few
+-- dead letters, the planner read all of a subscription's in dead_letters_created_at_idx
+-- and filtered by id, so the statements compare `subscription_key + 0`, which no index serves.
+--
 -- Rows move between the two tables in two functions only, each with its column lists:
 -- bury_messages (messages → dead_letters) and revive_dead_letters (dead_letters → messages).
 --
@@ -88,7 +92,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock_shared(hashtextextended(p_subscription.topic_id, 0));
     WITH revived AS (
         DELETE FROM dead_letters
-        WHERE subscription_key = v_key AND id = ANY (p_message_ids)
+        WHERE id = ANY (p_message_ids) AND subscription_key + 0 = v_key
         RETURNING subscription_key, id, payload, created_at, reason
     ),
     queued AS (
@@ -123,7 +127,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock_shared(hashtextextended(p_subscription.topic_id, 0));
     WITH purged AS (
         DELETE FROM dead_letters
-        WHERE subscription_key = v_key AND id = ANY (p_message_ids)
+        WHERE id = ANY (p_message_ids) AND subscription_key + 0 = v_key
         RETURNING reason
     ),
     by_reason AS (
@@ -144,6 +148,8 @@ CREATE FUNCTION oldest_dead_letters(p_subscription_key BIGINT, p_dead_before TIM
 RETURNS BIGINT[]
 LANGUAGE sql
 SET enable_seqscan = off
+-- A bitmap scan reads (and sorts) all of the subscription's dead letters for each batch.
+SET enable_bitmapscan = off
 AS $$
     SELECT ARRAY(
         SELECT d.id

@@ -126,7 +126,8 @@ describe.each(protocols)("dead-letter control over %s", (protocol) => {
       [c, "max_delivery_attempts", 1],
     ]);
     for (const message of dead) {
-      const at = timestampDate(message.deadLetteredAt ?? { seconds: 0n, nanos: 0 }).getTime();
+      expect(message.deadLetteredAt).toBeDefined();
+      const at = message.deadLetteredAt ? timestampDate(message.deadLetteredAt).getTime() : 0;
       // The database's clock, read to the millisecond.
       expect(at).toBeGreaterThanOrEqual(before - 1000);
       expect(at).toBeLessThanOrEqual(after + 1000);

@@ -110,7 +110,7 @@ const calls: Call[] = [
     path: "/subscriptions/{subscription_id}/nacks",
     status: "204",
     pathParams: ["subscription_id"],
-    query: { consumer_id: "string", delay_seconds: "integer" },
+    query: { consumer_id: "string", delay_seconds: "integer", dead_letter: "boolean", reason: "string" },
     body: "array",
   },
   {
@@ -136,6 +136,16 @@ const calls: Call[] = [
     path: "/subscriptions/{subscription_id}/dlq/reprocess",
     status: "204",
     pathParams: ["subscription_id"],
+    query: { all: "boolean" },
+    body: "array",
+  },
+  {
+    operationId: "PurgeDlqMessages",
+    method: "post",
+    path: "/subscriptions/{subscription_id}/dlq/purge",
+    status: "204",
+    pathParams: ["subscription_id"],
+    query: { all: "boolean" },
     body: "array",
   },
   {

@@ -59,7 +59,7 @@ const streamHeartbeatMs = 15_000;
 export const dlqBatchSize = 5000;
 
 /**
- * Runs a bulk dead-letter operation batch by batch until a batch comes back short; the
+ * Runs a bulk dead-letter operation batch by batch until a batch finds nothing to do; the
  * first batch fixes the database time the others stop at. Returns how many it handled.
  */
 async function inBatches(batch: (deadBefore: string | undefined) => Promise<{ processed: number; dead_before: string }>) {
@@ -69,7 +69,8 @@ async function inBatches(batch: (deadBefore: string | undefined) => Promise<{ pr
     const { processed, dead_before } = await batch(deadBefore);
     total += processed;
     deadBefore = dead_before;
-    if (processed < dlqBatchSize) return total;
+    // A short batch is not the end: it may have skipped rows that another call held at the time.
+    if (processed === 0) return total;
   }
 }
 

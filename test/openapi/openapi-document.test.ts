@@ -405,6 +405,12 @@ describe("gen/openapi.json", () => {
     expect(modify?.parameters?.[1]?.description).toContain("may be given in the body instead");
     const acks = document.paths["/subscriptions/{subscription_id}/acks"]?.post?.requestBody;
     expect(acks?.required).toBe(true);
+    // Reprocess and purge of every dead letter (`?all=true`) may leave their body out.
+    for (const action of ["reprocess", "purge"]) {
+      const dlq = document.paths[`/subscriptions/{subscription_id}/dlq/${action}`]?.post?.requestBody;
+      expect(dlq?.required).toBeUndefined();
+      expect(dlq?.content["application/json"]?.schema).toEqual(acks?.content["application/json"]?.schema);
+    }
     expect(acks?.content["application/json"]?.schema).toEqual({
       type: "array",
       items: { type: "string", pattern: uuidPattern },

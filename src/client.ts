@@ -144,6 +144,12 @@ export type MessageHandler = (message: Message) => unknown;
 // The longest reason the server keeps (NackMessagesRequest.reason); a longer one is cut.
 const maxReasonLength = 1024;
 
+/** A reason cut to the length the server keeps, never between the two halves of a surrogate pair (the server refuses a lone one). */
+function cutReason(reason: string) {
+  const cut = reason.slice(0, maxReasonLength);
+  return /[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut;
+}
+
 /**
  * Thrown by a subscribe handler, sends its message to the dead-letter queue at once, whatever
  * attempts it has left, with `reason` (the error's message; "nacked" when empty). For messages that
@@ -244,7 +250,7 @@ export function subscribe(
         messageIds: [id],
         consumerId,
         deadLetter: true,
-        reason: reason === "" ? undefined : reason.slice(0, maxReasonLength),
+        reason: reason === "" ? undefined : cutReason(reason),
       })
       .then(
         () => {},

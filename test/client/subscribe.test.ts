@@ -110,7 +110,7 @@ describe("subscribe", () => {
       handler(message);
       if (message.payload?.n === 1) throw new DeadLetter("bad schema");
       if (message.payload?.n === 2) throw new DeadLetter();
-      if (message.payload?.n === 3) throw new DeadLetter("x".repeat(2000));
+      if (message.payload?.n === 3) throw new DeadLetter(`${"x".repeat(1023)}🎉 and more`);
     });
     await publish(api, id, [1, 2, 3, 4]);
     await received(4);
@@ -120,7 +120,8 @@ describe("subscribe", () => {
     expect(data.map((message) => [message.payload?.n, message.deliveryAttempts, message.reason])).toEqual([
       [1, 1, "bad schema"],
       [2, 1, "nacked"],
-      [3, 1, "x".repeat(1024)],
+      // Cut before the emoji, whose first half would be the 1,024th code unit.
+      [3, 1, "x".repeat(1023)],
     ]);
   });
 

@@ -135,8 +135,32 @@ export function clientCredentials(baseUrl: string, clientId: string, clientSecre
   };
 }
 
-/** The work done for one message: the message is acked when it returns (or resolves), nacked when it throws (or rejects). */
+/**
+ * The work done for one message: the message is acked when it returns (or resolves), nacked when it
+ * throws (or rejects), and sent to the dead-letter queue when it throws a DeadLetter.
+ */
 export type MessageHandler = (message: Message) => unknown;
+
+// The longest reason the server keeps (NackMessagesRequest.reason); a longer one is cut.
+const maxReasonLength = 1024;
+
+/** A reason cut to the length the server keeps, never between the two halves of a surrogate pair (the server refuses a lone one). */
+function cutReason(reason: string) {
+  const cut = reason.slice(0, maxReasonLength);
+  return /[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut;
+}
+
+/**
+ * Thrown by a subscribe handler, sends its message to the dead-letter queue at once, whatever
+ * attempts it has left, with `reason` (the error's message; "nacked" when empty). For messages that
+ * no retry can fix, such as a payload of the wrong shape.
+ */
+export class DeadLetter extends Error {
+  constructor(reason = "") {
+    super(reason);
+    this.name = "DeadLetter";
+  }
+}
 
 /** Options of subscribe. */
 export interface SubscribeOptions {
@@ -217,6 +241,24 @@ export function subscribe(
   const stop = new AbortController();
   const acks = createIdBatcher((messageIds) => subscriptions.ackMessages({ subscriptionId, messageIds, consumerId }), report);
   const nacks = createIdBatcher((messageIds) => subscriptions.nackMessages({ subscriptionId, messageIds, consumerId }), report);
+  // Dead letters are rare, and each may have its own reason: one call each.
+  const deadLetterCalls = new Set<Promise<void>>();
+  const deadLetter = (id: string, reason: string) => {
+    const call: Promise<void> = subscriptions
+      .nackMessages({
+        subscriptionId,
+        messageIds: [id],
+        consumerId,
+        deadLetter: true,
+        reason: reason === "" ? undefined : cutReason(reason),
+      })
+      .then(
+        () => {},
+        (error: unknown) => void report(error),
+      )
+      .finally(() => deadLetterCalls.delete(call));
+    deadLetterCalls.add(call);
+  };
 
   // Messages received and not yet acked or nacked, by id; those waiting for a free handler are in `queue`.
   const held = new Map<string, Message>();
@@ -231,7 +273,7 @@ export function subscribe(
         .then(handler)
         .then(
           () => acks.add(id),
-          () => nacks.add(id),
+          (error: unknown) => (error instanceof DeadLetter ? deadLetter(id, error.message) : nacks.add(id)),
         )
         .finally(() => {
           held.delete(id);
@@ -305,7 +347,7 @@ export function subscribe(
       stop.abort();
       while (handlers.size > 0) await Promise.all(handlers);
       clearTimeout(extension);
-      await Promise.all([acks.flush(), nacks.flush()]);
+      await Promise.all([acks.flush(), nacks.flush(), ...deadLetterCalls]);
     }
   })();
   return {

@@ -7,7 +7,8 @@ export default class CleanupStuckMessages extends FastpubsubCommand {
   static override description =
     "Releases them whatever their subscription's ack deadline, leases extended by ModifyAckDeadline included. Each counts " +
     "as a failed delivery: it becomes available again after the subscription's backoff, or goes to the dead-letter queue " +
-    "once it has used up max_delivery_attempts. The server releases expired leases itself every second; it runs this " +
+    "with the reason lease_expired once it has used up max_delivery_attempts. The server releases expired leases itself " +
+    "every second; it runs this " +
     "in-process too only when FASTPUBSUB_CLEANUP_STUCK_MESSAGES_INTERVAL_SECONDS is above 0 (the default is 0). Safe with " +
     "several servers.";
 

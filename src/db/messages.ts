@@ -54,18 +54,27 @@ export async function ackMessages(queue: QueueClient, subscriptionId: string, id
 /**
  * Nacks the messages whose delivery is live (held by `consumerId`, when given):
  * ready again after `delaySeconds`, or after the backoff when it is undefined,
- * or dead-lettered; returns how many.
+ * or dead-lettered ("max_delivery_attempts") once their attempts are used up;
+ * with `deadLetter`, dead-lettered at once with `reason` ("nacked" when undefined).
+ * Returns how many.
  */
 export async function nackMessages(
   queue: QueueClient,
   subscriptionId: string,
   ids: readonly string[],
-  options: { consumerId?: string; delaySeconds?: number } = {},
+  options: { consumerId?: string; delaySeconds?: number; deadLetter?: boolean; reason?: string } = {},
 ) {
   const { rows } = await queue.query<{ released: number }>({
     name: "nack_messages",
-    text: "SELECT nack_messages($1, $2::bigint[], $3, $4) AS released",
-    values: [subscriptionId, ids, options.consumerId ?? null, options.delaySeconds ?? null],
+    text: "SELECT nack_messages($1, $2::bigint[], $3, $4, $5, $6) AS released",
+    values: [
+      subscriptionId,
+      ids,
+      options.consumerId ?? null,
+      options.delaySeconds ?? null,
+      options.deadLetter ?? false,
+      options.reason ?? null,
+    ],
   });
   return rows[0]?.released ?? 0;
 }
@@ -90,18 +99,24 @@ export async function modifyAckDeadline(
   return rows[0]?.changed ?? 0;
 }
 
-/** A dead letter as list_dlq_messages returns it. */
+/** A dead letter as list_dlq_messages returns it: a message row, with when (ms since the epoch) and why it died. */
 const DeadLetterRow = z.object({
   id: z.string(),
   payload: z.string(),
   delivery_attempts: z.number(),
   created_at_ms: z.number(),
+  dead_at_ms: z.number(),
+  reason: z.string(),
 });
+
+/** A dead letter: a message row, with when (ms since the epoch) and why it died. */
+export type DeadLetterRow = z.infer<typeof DeadLetterRow>;
 
 /** Returns a page of a subscription's dead letters, oldest first. */
 export function listDlqMessages(db: DatabaseConnection, subscriptionId: string, offset: number, limit: number) {
   return db.any(sql.type(DeadLetterRow)`
-    SELECT id::text, payload::text, delivery_attempts, floor(extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms
+    SELECT id::text, payload::text, delivery_attempts, floor(extract(epoch FROM created_at) * 1000)::float8 AS created_at_ms,
+           floor(extract(epoch FROM dead_at) * 1000)::float8 AS dead_at_ms, reason
     FROM list_dlq_messages(${subscriptionId}, ${offset}, ${limit})
   `);
 }
@@ -110,6 +125,36 @@ export function listDlqMessages(db: DatabaseConnection, subscriptionId: string, 
 export function reprocessDlqMessages(db: DatabaseConnection, subscriptionId: string, ids: readonly string[]) {
   return db.oneFirst(sql.type(z.object({ revived: z.number() }))`
     SELECT reprocess_dlq_messages(${subscriptionId}, ${sql.array(ids, "int8")}) AS revived
+  `);
+}
+
+/** Deletes dead letters; returns how many. */
+export function purgeDlqMessages(db: DatabaseConnection, subscriptionId: string, ids: readonly string[]) {
+  return db.oneFirst(sql.type(z.object({ purged: z.number() }))`
+    SELECT purge_dlq_messages(${subscriptionId}, ${sql.array(ids, "int8")}) AS purged
+  `);
+}
+
+/**
+ * One batch of a bulk dead-letter operation: how many dead letters it handled, and the
+ * database's time that bounds the operation (text, to keep its microseconds), for the next batch.
+ */
+const DeadLetterBatchRow = z.object({ processed: z.number(), dead_before: z.string() });
+
+/**
+ * Moves up to `limit` of a subscription's oldest dead letters that died at or before
+ * `deadBefore` (the database's now, when undefined) back to the queue.
+ */
+export function reprocessAllDlqMessages(db: DatabaseConnection, subscriptionId: string, deadBefore: string | undefined, limit: number) {
+  return db.one(sql.type(DeadLetterBatchRow)`
+    SELECT processed, dead_before::text FROM reprocess_all_dlq_messages(${subscriptionId}, ${deadBefore ?? null}::timestamptz, ${limit})
+  `);
+}
+
+/** Deletes up to `limit` of a subscription's oldest dead letters that died at or before `deadBefore` (the database's now, when undefined). */
+export function purgeAllDlqMessages(db: DatabaseConnection, subscriptionId: string, deadBefore: string | undefined, limit: number) {
+  return db.one(sql.type(DeadLetterBatchRow)`
+    SELECT processed, dead_before::text FROM purge_all_dlq_messages(${subscriptionId}, ${deadBefore ?? null}::timestamptz, ${limit})
   `);
 }
 
@@ -152,9 +197,12 @@ const QueueStatsRow = z.object({
   delivered: z.bigint(),
   dlq: z.bigint(),
   oldest_available_age_seconds: z.number(),
+  delayed: z.bigint(),
+  // Counts by reason label, as JSON numbers: exact up to 2^53.
+  dlq_by_reason: z.record(z.string(), z.number()),
 });
 
-/** Returns every subscription's counts and the age of the message at the head of its queue. */
+/** Returns every subscription's counts, its dead letters by reason label, its delayed messages and the age of the message at the head of its queue. */
 export function getQueueStats(db: DatabaseConnection) {
   return db.any(sql.type(QueueStatsRow)`SELECT * FROM queue_stats()`);
 }

@@ -7,7 +7,7 @@ import type { DatabasePool } from "../db/pool.ts";
 import type { Logger } from "../logger.ts";
 
 // The tables that every message RPC writes to, and so leaves dead rows in.
-const hotTables = ["messages", "queue_counts", "acked_counts", "dead_letters"] as const;
+const hotTables = ["messages", "queue_counts", "acked_counts", "dead_letters", "dead_letter_counts"] as const;
 
 // Any constant works; it only has to be the same for every fastpubsub process.
 const maintenanceLockKey = 7_303_202_402;

@@ -200,6 +200,10 @@ function requestBodyOf(input: DescMessage, route: RestBinding, body: "message" |
     };
   }
   const { description, ...schema } = schemas.fieldSchema(body);
+  if (route.bodyStandIn) {
+    const text = [description, `Leave the body out with \`${route.bodyStandIn.name}=true\`.`].filter(Boolean).join(" ");
+    return { description: text, content: { "application/json": { schema } } };
+  }
   return { ...(description === undefined ? {} : { description }), required: true, content: { "application/json": { schema } } };
 }
 

@@ -134,9 +134,9 @@ function protocolOf(request: { header: Headers; contextValues: ContextValues }) 
 }
 
 /**
- * Registers the gauges of every subscription's messages by state and of the
- * age of its oldest available message, read from the count deltas with one
- * query per scrape. A cluster's primary registers them once for all workers.
+ * Registers the gauges of every subscription's messages by state, of its dead
+ * letters by reason, of its delayed messages and of the age of its oldest
+ * available message, read (mostly from the count deltas) with one query per scrape. A cluster's primary registers them once for all workers.
  */
 export function registerQueueGauges(registry: Registry, db: DatabaseConnection, logger: Logger) {
   const registers = [registry];
@@ -175,4 +175,31 @@ export function registerQueueGauges(registry: Registry, db: DatabaseConnection, 
       for (const row of await queueStats()) this.set({ subscription: row.subscription_id }, row.oldest_available_age_seconds);
     },
   });
+  new Gauge({
+    name: "fastpubsub_subscription_delayed_messages",
+    registers,
+    help: "Messages of each subscription that were never delivered and are not due yet (published with a delay); also counted as available",
+    labelNames: ["subscription"],
+    async collect() {
+      this.reset();
+      for (const row of await queueStats()) this.set({ subscription: row.subscription_id }, Number(row.delayed));
+    },
+  });
+  new Gauge({
+    name: "fastpubsub_subscription_dead_letters",
+    registers,
+    help: `Dead letters of each subscription by reason: ${deadLetterReasons.join(", ")} (every reason a nack with dead_letter gave)`,
+    labelNames: ["subscription", "reason"],
+    async collect() {
+      this.reset();
+      for (const row of await queueStats()) {
+        for (const reason of deadLetterReasons) {
+          this.set({ subscription: row.subscription_id, reason }, row.dlq_by_reason[reason] ?? 0);
+        }
+      }
+    },
+  });
 }
+
+// The reason labels of dead letters (see dead_letter_reason_label in migrations/0011), each shown even at 0.
+const deadLetterReasons = ["max_delivery_attempts", "lease_expired", "nacked"] as const;

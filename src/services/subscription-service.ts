@@ -37,6 +37,14 @@ export function messageFromRow(subscriptionId: string, row: messages.MessageRow)
   });
 }
 
+/** Converts a dead letter's row into the API's Message, with when and why it died. */
+export function deadLetterFromRow(subscriptionId: string, row: messages.DeadLetterRow) {
+  const message = messageFromRow(subscriptionId, row);
+  message.deadLetteredAt = timestampFromMs(row.dead_at_ms);
+  message.reason = row.reason;
+  return message;
+}
+
 /** The bigint ids of message UUIDs; UUIDs that no message can have are left out. */
 function messageIds(uuids: readonly string[]) {
   return uuids.map(messageIdFromUuid).filter((id) => id !== undefined);
@@ -46,6 +54,32 @@ function messageIds(uuids: readonly string[]) {
 const streamBatchSize = 100;
 // A stream with nothing to deliver sends an empty response this often, so that proxies keep it open.
 const streamHeartbeatMs = 15_000;
+
+// A bulk dead-letter operation handles this many per statement, each its own short transaction.
+export const dlqBatchSize = 5000;
+
+/**
+ * Runs a bulk dead-letter operation batch by batch until a batch finds nothing to do; the
+ * first batch fixes the database time the others stop at. Returns how many it handled.
+ */
+async function inBatches(batch: (deadBefore: string | undefined) => Promise<{ processed: number; dead_before: string }>) {
+  let total = 0;
+  let deadBefore: string | undefined;
+  for (;;) {
+    const { processed, dead_before } = await batch(deadBefore);
+    total += processed;
+    deadBefore = dead_before;
+    // A short batch is not the end: it may have skipped rows that another call held at the time.
+    if (processed === 0) return total;
+  }
+}
+
+/** Refuses a bulk request that both names messages and asks for all of them. */
+function checkAllOrIds(request: { all: boolean; messageIds: readonly string[] }) {
+  if (request.all && request.messageIds.length > 0) {
+    throw new ConnectError("message_ids must be empty when all is true", Code.InvalidArgument);
+  }
+}
 
 const countMax = 0xffff_ffff;
 const count = (value: bigint) => Number(value > BigInt(countMax) ? BigInt(countMax) : value);
@@ -174,11 +208,19 @@ export function createSubscriptionService(db: Database, settings: Settings, wait
       return {};
     },
     async nackMessages(request) {
+      if (request.reason !== undefined && !request.deadLetter) {
+        throw new ConnectError("reason is only kept with dead_letter: true", Code.InvalidArgument);
+      }
+      if (request.delaySeconds !== undefined && request.deadLetter) {
+        throw new ConnectError("delay_seconds cannot be combined with dead_letter: true", Code.InvalidArgument);
+      }
       const released = await messages.nackMessages(db.queue, request.subscriptionId, messageIds(request.messageIds), {
         consumerId: request.consumerId,
         delaySeconds: request.delaySeconds,
+        deadLetter: request.deadLetter,
+        reason: request.reason,
       });
-      // A nack with no delay makes the messages available at once.
+      // A nack with no delay makes the messages available at once; a dead-lettering one gives a full stream room.
       if (released > 0) waiting.released(request.subscriptionId, request.delaySeconds === 0);
       return {};
     },
@@ -200,16 +242,33 @@ export function createSubscriptionService(db: Database, settings: Settings, wait
     async listDlqMessages(request) {
       const { offset, limit } = pageOf(request);
       const rows = await messages.listDlqMessages(db.pool, request.subscriptionId, offset, limit);
-      return { data: rows.map((row) => messageFromRow(request.subscriptionId, row)) };
+      return { data: rows.map((row) => deadLetterFromRow(request.subscriptionId, row)) };
     },
     async reprocessDlqMessages(request) {
-      const revived = await messages.reprocessDlqMessages(db.pool, request.subscriptionId, messageIds(request.messageIds));
-      if (revived > 0) waiting.passOn(request.subscriptionId);
+      checkAllOrIds(request);
+      const { subscriptionId } = request;
+      if (!request.all) {
+        const revived = await messages.reprocessDlqMessages(db.pool, subscriptionId, messageIds(request.messageIds));
+        if (revived > 0) waiting.passOn(subscriptionId);
+        return {};
+      }
+      await inBatches(async (deadBefore) => {
+        const batch = await messages.reprocessAllDlqMessages(db.pool, subscriptionId, deadBefore, dlqBatchSize);
+        // Consumers may start on each batch while the next is moved.
+        if (batch.processed > 0) waiting.passOn(subscriptionId);
+        return batch;
+      });
       return {};
     },
-    async purgeDlqMessages() {
-      // Issue 15 implements it in this round; until then a caller hears so.
-      throw new ConnectError("PurgeDlqMessages is not implemented yet", Code.Unimplemented);
+    async purgeDlqMessages(request) {
+      checkAllOrIds(request);
+      const { subscriptionId } = request;
+      if (!request.all) {
+        await messages.purgeDlqMessages(db.pool, subscriptionId, messageIds(request.messageIds));
+        return {};
+      }
+      await inBatches((deadBefore) => messages.purgeAllDlqMessages(db.pool, subscriptionId, deadBefore, dlqBatchSize));
+      return {};
     },
     async getSubscriptionMetrics(request) {
       const metrics = await messages.getSubscriptionMetrics(db.pool, request.subscriptionId);

@@ -1,7 +1,14 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clientCredentials, createFastPubSubClient, type FastPubSubClient, type Message, type Protocol } from "../../src/client.ts";
+import {
+  clientCredentials,
+  createFastPubSubClient,
+  DeadLetter,
+  type FastPubSubClient,
+  type Message,
+  type Protocol,
+} from "../../src/client.ts";
 import { createDatabasePool } from "../../src/db/pool.ts";
 import { registerClient } from "../../src/services/client-service.ts";
 import { expectCode } from "../support/expect-code.ts";
@@ -93,6 +100,29 @@ describe("subscribe", () => {
       acked: 1,
       dlq: 0,
     });
+  });
+
+  it("sends the message of a handler that throws a DeadLetter to the dead-letter queue at once, with its reason", async () => {
+    const id = "subscribe-dead-letter";
+    await createSubscription(api, id);
+    const { handler, received } = collector();
+    const subscriber = api.subscribe(id, (message) => {
+      handler(message);
+      if (message.payload?.n === 1) throw new DeadLetter("bad schema");
+      if (message.payload?.n === 2) throw new DeadLetter();
+      if (message.payload?.n === 3) throw new DeadLetter(`${"x".repeat(1023)}🎉 and more`);
+    });
+    await publish(api, id, [1, 2, 3, 4]);
+    await received(4);
+    await subscriber.close();
+    expect(await metrics(api, id)).toMatchObject({ available: 0, delivered: 0, acked: 1, dlq: 3 });
+    const { data } = await api.subscriptions.listDlqMessages({ subscriptionId: id });
+    expect(data.map((message) => [message.payload?.n, message.deliveryAttempts, message.reason])).toEqual([
+      [1, 1, "bad schema"],
+      [2, 1, "nacked"],
+      // Cut before the emoji, whose first half would be the 1,024th code unit.
+      [3, 1, "x".repeat(1023)],
+    ]);
   });
 
   it("runs at most maxOutstandingMessages handlers at once, and every message", async () => {

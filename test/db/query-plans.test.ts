@@ -2,7 +2,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase } from "../support/server.ts";
 
-// Guards for migrations 0005, 0006 and 0008: queue statistics are always stale,
+// Guards for migrations 0005, 0006, 0008 and 0011: queue statistics are always stale,
 // so the message functions must not leave index choice to them.
 let client: pg.Client;
 
@@ -27,12 +27,20 @@ describe("query plans of the message functions", () => {
       SELECT proname AS name, proconfig AS config FROM pg_proc
       WHERE proname IN ('publish_messages', 'consume_messages', 'ack_messages', 'nack_messages', 'modify_ack_deadline',
                         'release_deliveries', 'expire_leases', 'cleanup_stuck_messages', 'list_dlq_messages',
-                        'reprocess_dlq_messages')
+                        'reprocess_dlq_messages', 'bury_messages', 'revive_dead_letters', 'purge_dead_letters',
+                        'oldest_dead_letters', 'purge_dlq_messages', 'reprocess_all_dlq_messages', 'purge_all_dlq_messages',
+                        'queue_stats')
     `);
-    expect(rows).toHaveLength(10);
+    expect(rows).toHaveLength(18);
     for (const { name, config } of rows) {
       // The lease expiry, a background sweep, also gives up after a second behind a table lock.
-      const expected = name === "expire_leases" ? ["enable_seqscan=off", "lock_timeout=1s"] : ["enable_seqscan=off"];
+      const expected =
+        name === "expire_leases"
+          ? ["enable_seqscan=off", "lock_timeout=1s"]
+          : // The batches of dead letters come in index order, never from a bitmap scan and a sort.
+            name === "oldest_dead_letters"
+            ? ["enable_seqscan=off", "enable_bitmapscan=off"]
+            : ["enable_seqscan=off"];
       expect({ name, config }).toEqual({ name, config: expected });
     }
   });
@@ -97,6 +105,41 @@ describe("query plans of the message functions", () => {
     } finally {
       await client.query("ROLLBACK");
     }
+  });
+
+  it("count delayed messages in the ready index past now, and take dead letters in batches from the oldest", async () => {
+    await client.query("BEGIN");
+    try {
+      await client.query("SET LOCAL enable_seqscan = off");
+      const delayed = await plan(`
+        SELECT count(*) FROM messages AS m
+        WHERE m.subscription_key = 1 AND m.locked_at IS NULL AND m.available_at > now() AND m.delivery_attempts = 0
+      `);
+      expect(delayed).toMatch(
+        /Index Scan using messages_ready_idx[^\n]*\n\s+Index Cond: \(\(subscription_key = 1\) AND \(available_at > now\(\)\)\)/,
+      );
+      // The statements of revive_dead_letters and purge_dead_letters.
+      const byIds = await plan("DELETE FROM dead_letters WHERE id = ANY ('{1,2}') AND subscription_key + 0 = 1");
+      expect(byIds).toContain("dead_letters_pkey");
+      // oldest_dead_letters, which also prices out bitmap scans.
+      await client.query("SET LOCAL enable_bitmapscan = off");
+      const oldest = await plan(`
+        SELECT d.id FROM dead_letters AS d
+        WHERE d.subscription_key = 1 AND d.dead_at <= now()
+        ORDER BY d.created_at, d.id LIMIT 5000 FOR UPDATE SKIP LOCKED
+      `);
+      expect(oldest).toMatch(/Index Scan using dead_letters_created_at_idx[^\n]*\n\s+Index Cond: \(subscription_key = 1\)/);
+    } finally {
+      await client.query("ROLLBACK");
+    }
+  });
+
+  it("label dead letters' reasons with a bounded set", async () => {
+    const { rows } = await client.query(`
+      SELECT dead_letter_reason_label('max_delivery_attempts') AS attempts, dead_letter_reason_label('lease_expired') AS expired,
+             dead_letter_reason_label('nacked') AS nacked, dead_letter_reason_label('bad schema') AS free_text
+    `);
+    expect(rows).toEqual([{ attempts: "max_delivery_attempts", expired: "lease_expired", nacked: "nacked", free_text: "nacked" }]);
   });
 
   it("lease_live is true only for a message out for delivery on a lease that has not ended", async () => {

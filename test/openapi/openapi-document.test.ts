@@ -110,7 +110,7 @@ const calls: Call[] = [
     path: "/subscriptions/{subscription_id}/nacks",
     status: "204",
     pathParams: ["subscription_id"],
-    query: { consumer_id: "string", delay_seconds: "integer" },
+    query: { consumer_id: "string", delay_seconds: "integer", dead_letter: "boolean", reason: "string" },
     body: "array",
   },
   {
@@ -136,6 +136,16 @@ const calls: Call[] = [
     path: "/subscriptions/{subscription_id}/dlq/reprocess",
     status: "204",
     pathParams: ["subscription_id"],
+    query: { all: "boolean" },
+    body: "array",
+  },
+  {
+    operationId: "PurgeDlqMessages",
+    method: "post",
+    path: "/subscriptions/{subscription_id}/dlq/purge",
+    status: "204",
+    pathParams: ["subscription_id"],
+    query: { all: "boolean" },
     body: "array",
   },
   {
@@ -395,6 +405,12 @@ describe("gen/openapi.json", () => {
     expect(modify?.parameters?.[1]?.description).toContain("may be given in the body instead");
     const acks = document.paths["/subscriptions/{subscription_id}/acks"]?.post?.requestBody;
     expect(acks?.required).toBe(true);
+    // Reprocess and purge of every dead letter (`?all=true`) may leave their body out.
+    for (const action of ["reprocess", "purge"]) {
+      const dlq = document.paths[`/subscriptions/{subscription_id}/dlq/${action}`]?.post?.requestBody;
+      expect(dlq?.required).toBeUndefined();
+      expect(dlq?.content["application/json"]?.schema).toEqual(acks?.content["application/json"]?.schema);
+    }
     expect(acks?.content["application/json"]?.schema).toEqual({
       type: "array",
       items: { type: "string", pattern: uuidPattern },

@@ -419,6 +419,12 @@ const matrix: MatrixCase[] = [
     call: (api, id) => api.subscriptions.reprocessDlqMessages({ subscriptionId: id, messageIds: [] }),
   },
   {
+    rpc: "PurgeDlqMessages",
+    scope: "subscriptions:consume",
+    narrowable: true,
+    call: (api, id) => api.subscriptions.purgeDlqMessages({ subscriptionId: id, all: true }),
+  },
+  {
     rpc: "GetSubscriptionMetrics",
     scope: "subscriptions:read",
     narrowable: true,

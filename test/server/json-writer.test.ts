@@ -9,16 +9,23 @@ import { payloadFromText } from "../../src/wire/payload-text.ts";
 const options = { useProtoFieldName: true, alwaysEmitImplicit: true };
 // What JSON.parse can give for a payload: no undefined, no non-finite numbers.
 const payloadArb = fc.dictionary(fc.string({ unit: "grapheme" }), fc.jsonValue({ maxDepth: 4 })) as fc.Arbitrary<JsonObject>;
-const messageArb = fc.record({
-  id: fc.uuid(),
-  subscriptionId: fc.string({ unit: "binary" }),
-  payload: payloadArb,
-  deliveryAttempts: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
-  createdAt: fc.oneof(
-    fc.integer({ min: -62_135_596_800_000, max: 253_402_300_799_999 }).map((ms) => timestampFromMs(ms)),
-    fc.record({ seconds: fc.bigInt(-62_135_596_800n, 253_402_300_799n), nanos: fc.integer({ min: 0, max: 999_999_999 }) }),
-  ),
-});
+const timestampArb = fc.oneof(
+  fc.integer({ min: -62_135_596_800_000, max: 253_402_300_799_999 }).map((ms) => timestampFromMs(ms)),
+  fc.record({ seconds: fc.bigInt(-62_135_596_800n, 253_402_300_799n), nanos: fc.integer({ min: 0, max: 999_999_999 }) }),
+);
+// A dead letter also has dead_lettered_at and reason (an optional string, "" included); other messages have neither.
+const messageArb = fc.record(
+  {
+    id: fc.uuid(),
+    subscriptionId: fc.string({ unit: "binary" }),
+    payload: payloadArb,
+    deliveryAttempts: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
+    createdAt: timestampArb,
+    deadLetteredAt: timestampArb,
+    reason: fc.string({ unit: "binary", maxLength: 20 }),
+  },
+  { requiredKeys: ["id", "subscriptionId", "payload", "deliveryAttempts", "createdAt"] },
+);
 
 describe("the REST JSON writer", () => {
   it("writes a batch of messages as protobuf-es writes it, a payload's JSON text as it is", () => {

@@ -1,4 +1,4 @@
-import type { DescField, DescMethod } from "@bufbuild/protobuf";
+import { type DescField, type DescMethod, ScalarType } from "@bufbuild/protobuf";
 // Types only: the OpenAPI plugin imports this module and runs before gen/ exists (buf.gen.yaml's clean: true).
 import type { HttpRule } from "../../../gen/google/api/http_pb.ts";
 import { canBeUnset } from "../interceptors/field-formats.ts";
@@ -14,6 +14,11 @@ export interface RestBinding {
   pathFields: DescField[];
   /** Where the request body goes: nowhere, the whole message (`*`), or one field. */
   body: "none" | "message" | DescField;
+  /**
+   * The boolean query field `all` of a body bound to a list (reprocess and purge of dead letters):
+   * when the query sets it to true, a missing body stands for an empty list; any other call needs its body.
+   */
+  bodyStandIn?: DescField;
   /**
    * The fields read from the query string: those bound neither by the path nor by the body, or, for a
    * body of the whole message, those it may leave out (optional, not required), when it does.
@@ -64,12 +69,18 @@ export function restBinding(method: DescMethod, rule: HttpRule, isRequired: (fie
       (body !== "message" || (canBeUnset(candidate) && !isRequired(candidate))),
   );
   const bodiless = method.output.typeName === "google.protobuf.Empty";
+  const all = queryFields.find((candidate) => candidate.name === "all");
+  const bodyStandIn =
+    typeof body !== "string" && body.fieldKind === "list" && all?.fieldKind === "scalar" && all.scalar === ScalarType.BOOL
+      ? all
+      : undefined;
   return {
     verb,
     template,
     segments,
     pathFields,
     body,
+    ...(bodyStandIn ? { bodyStandIn } : {}),
     queryFields,
     queryFieldByName: fieldsByName(queryFields),
     fieldByName: fieldsByName(method.input.fields),

@@ -150,6 +150,8 @@ function requestJson(route: RestRoute, params: Map<DescField, string>, query: UR
       if (field && value !== undefined) message[field.jsonName] = value;
     }
   } else if (route.body !== "none") {
+    // `?all=true` (reprocess or purge every dead letter) stands in for the list of ids; any other call needs its body.
+    if (body === undefined && route.bodyStandIn && message[route.bodyStandIn.jsonName] === true) body = [];
     if (body === undefined) throw new ConnectError("request body is required", Code.InvalidArgument);
     checkBodyShape(route.body, body);
     message[route.body.jsonName] = body;

@@ -244,7 +244,7 @@ BEGIN
     IF p_dead_letter THEN
         RETURN bury_messages(v_subscription.key, v_ids, coalesce(p_reason, 'nacked'));
     END IF;
-    RETURN release_deliveries(v_subscription, v_ids, p_delay_seconds, 'max_delivery_attempts');
+    RETURN release_deliveries(v_subscription, v_ids, p_delay_seconds, coalesce(p_reason, 'max_delivery_attempts'));
 END;
 $$;
 

@@ -208,9 +208,6 @@ export function createSubscriptionService(db: Database, settings: Settings, wait
       return {};
     },
     async nackMessages(request) {
-      if (request.reason !== undefined && !request.deadLetter) {
-        throw new ConnectError("reason is only kept with dead_letter: true", Code.InvalidArgument);
-      }
       if (request.delaySeconds !== undefined && request.deadLetter) {
         throw new ConnectError("delay_seconds cannot be combined with dead_letter: true", Code.InvalidArgument);
       }

@@ -147,6 +147,18 @@ describe.each(protocols)("dead-letter control over %s", (protocol) => {
     expect((await allDeadLetters(api, subscriptionId)).map((message) => [message.id, message.reason])).toEqual([[id, "x"]]);
   });
 
+  it("keeps a reason without dead_letter only with the messages whose last attempt that nack fails", async () => {
+    const { subscriptionId } = await queue(api, 1, { maxDeliveryAttempts: 2 });
+    const [first] = await consume(api, subscriptionId);
+    const id = first?.id as string;
+    // Attempts left: retried as any nack is, the reason kept nowhere.
+    await api.subscriptions.nackMessages({ subscriptionId, messageIds: [id], reason: "flaky downstream", delaySeconds: 0 });
+    expect(await metrics(api, subscriptionId)).toEqual({ available: 1, delivered: 0, acked: 0, dlq: 0 });
+    expect((await consume(api, subscriptionId)).map((message) => [message.id, message.reason])).toEqual([[id, undefined]]);
+    await api.subscriptions.nackMessages({ subscriptionId, messageIds: [id], reason: "still failing" });
+    expect((await allDeadLetters(api, subscriptionId)).map((message) => [message.id, message.reason])).toEqual([[id, "still failing"]]);
+  });
+
   it("reprocesses all dead letters and purges them by id and all, keeping every count exact", async () => {
     const { subscriptionId } = await queue(api, 12, { maxDeliveryAttempts: 1 });
     const ids = await deadLetterAll(api, subscriptionId, "broken");
@@ -204,11 +216,6 @@ describe.each(protocols)("dead-letter control over %s", (protocol) => {
         "a reason over 1024 characters",
         () => api.subscriptions.nackMessages({ subscriptionId, messageIds: [live], deadLetter: true, reason: "r".repeat(1025) }),
         /^reason must be at most 1024 characters/,
-      ],
-      [
-        "a reason without dead_letter",
-        () => api.subscriptions.nackMessages({ subscriptionId, messageIds: [live], reason: "why" }),
-        /^reason is only kept with dead_letter: true/,
       ],
       [
         "a delay with dead_letter",

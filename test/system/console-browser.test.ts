@@ -167,7 +167,7 @@ describe("the console with authentication off", { timeout: 120_000 }, () => {
     const page = await openConsole(context, server.url);
     await page.getByLabel("Topic id").fill("taken");
     await page.getByRole("button", { name: "Create topic" }).click();
-    await page.getByRole("alert").filter({ hasText: "already_exists: Topic already exists" }).waitFor();
+    await page.getByRole("alert").filter({ hasText: "already_exists: This topic already exists" }).waitFor();
     await context.close();
   });
 });
@@ -228,6 +228,7 @@ describe("the console with authentication on", { timeout: 120_000 }, () => {
     // The new client's secret works.
     await page.getByRole("button", { name: "Sign out" }).click();
     await signIn(page, id ?? "", secret ?? "");
+    await page.getByRole("link", { name: "Topics" }).click();
     await page.getByRole("rowheader", { name: "payments" }).waitFor();
     expect(outside).toEqual([]);
     await context.close();

@@ -185,75 +185,77 @@ function CreateClientForm() {
   }
 
   return (
-    <form class="panel" onSubmit={submit} aria-labelledby="create-client-title">
-      <h2 id="create-client-title">Create a client</h2>
-      <div class="fields">
-        <Field label="Name" problem={problems.name}>
-          {(fieldId, describedBy) => (
-            <input
-              id={fieldId}
-              value={name}
-              onInput={(event) => setName(event.currentTarget.value)}
-              aria-describedby={describedBy}
-              autocomplete="off"
-            />
-          )}
-        </Field>
-        <Field label="Scopes" problem={problems.scopes} hint="space-separated: * or e.g. topics:read subscriptions:consume:orders-worker">
-          {(fieldId, describedBy) => (
-            <input
-              id={fieldId}
-              value={scopes}
-              onInput={(event) => setScopes(event.currentTarget.value)}
-              aria-describedby={describedBy}
-              autocomplete="off"
-            />
-          )}
-        </Field>
-        <div class="field checkbox">
-          <label>
-            <input type="checkbox" checked={active} onChange={(event) => setActive(event.currentTarget.checked)} /> Active
-          </label>
-        </div>
-      </div>
-      <button
-        type="submit"
-        disabled={
-          !allowed ||
-          name.trim() === "" ||
-          scopes.trim() === "" ||
-          problems.name !== undefined ||
-          problems.scopes !== undefined ||
-          action.busy
-        }
-      >
-        Create client
-      </button>
-      {!allowed ? <ScopeNote scopes={["clients:create"]} /> : null}
-      <ErrorLine error={action.error} />
-      {created ? (
-        <div class="secret" role="status">
-          <p>Created client {created.name}. Its secret is shown this once: copy it now.</p>
-          <dl>
-            <dt>Client id</dt>
-            <dd>
-              <code data-field="client-id">{created.id}</code>
-            </dd>
-            <dt>Client secret</dt>
-            <dd>
-              <code data-field="client-secret">{created.secret}</code>
-            </dd>
-          </dl>
-          <div class="buttons">
-            <button type="button" onClick={copy}>
-              {copied ? "Copied" : "Copy secret"}
-            </button>
-            <button type="button" onClick={() => setCreated(undefined)}>
-              Done
-            </button>
+    <details class="panel create">
+      <summary id="create-client-title">Create a client</summary>
+      <form onSubmit={submit} aria-labelledby="create-client-title">
+        <div class="fields">
+          <Field label="Name" problem={problems.name}>
+            {(fieldId, describedBy) => (
+              <input
+                id={fieldId}
+                value={name}
+                onInput={(event) => setName(event.currentTarget.value)}
+                aria-describedby={describedBy}
+                autocomplete="off"
+              />
+            )}
+          </Field>
+          <Field label="Scopes" problem={problems.scopes} hint="space-separated: * or e.g. topics:read subscriptions:consume:orders-worker">
+            {(fieldId, describedBy) => (
+              <input
+                id={fieldId}
+                value={scopes}
+                onInput={(event) => setScopes(event.currentTarget.value)}
+                aria-describedby={describedBy}
+                autocomplete="off"
+              />
+            )}
+          </Field>
+          <div class="field checkbox">
+            <label>
+              <input type="checkbox" checked={active} onChange={(event) => setActive(event.currentTarget.checked)} /> Active
+            </label>
           </div>
         </div>
-      ) : null}
-    </form>
+        <button
+          type="submit"
+          disabled={
+            !allowed ||
+            name.trim() === "" ||
+            scopes.trim() === "" ||
+            problems.name !== undefined ||
+            problems.scopes !== undefined ||
+            action.busy
+          }
+        >
+          Create client
+        </button>
+        {!allowed ? <ScopeNote scopes={["clients:create"]} /> : null}
+        <ErrorLine error={action.error} />
+        {created ? (
+          <div class="secret" role="status">
+            <p>Created client {created.name}. Its secret is shown this once: copy it now.</p>
+            <dl>
+              <dt>Client id</dt>
+              <dd>
+                <code data-field="client-id">{created.id}</code>
+              </dd>
+              <dt>Client secret</dt>
+              <dd>
+                <code data-field="client-secret">{created.secret}</code>
+              </dd>
+            </dl>
+            <div class="buttons">
+              <button type="button" onClick={copy}>
+                {copied ? "Copied" : "Copy secret"}
+              </button>
+              <button type="button" onClick={() => setCreated(undefined)}>
+                Done
+              </button>
+            </div>
+          </div>
+        ) : null}
+      </form>
+    </details>
   );
 }

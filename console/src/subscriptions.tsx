@@ -259,106 +259,108 @@ function CreateSubscriptionForm() {
   }
 
   return (
-    <form class="panel" onSubmit={submit} aria-labelledby="create-subscription-title">
-      <h2 id="create-subscription-title">Create a subscription</h2>
-      <div class="fields">
-        <Field label="Subscription id" problem={idProblem(id)} hint="letters, digits, '-', '.' and '_'">
-          {(fieldId, describedBy) => (
-            <input
-              id={fieldId}
-              value={id}
-              onInput={(event) => setId(event.currentTarget.value)}
-              aria-describedby={describedBy}
-              aria-invalid={idProblem(id) !== undefined}
-              required
-              autocomplete="off"
-            />
-          )}
-        </Field>
-        <Field label="Topic" problem={idProblem(topicId)}>
-          {(fieldId, describedBy) => (
-            <>
-              <input
-                id={fieldId}
-                list="topic-ids"
-                value={topicId}
-                onInput={(event) => setTopicId(event.currentTarget.value)}
-                aria-describedby={describedBy}
-                required
-                autocomplete="off"
-              />
-              <datalist id="topic-ids">
-                {topics.map((topic) => (
-                  <option key={topic} value={topic} />
-                ))}
-              </datalist>
-            </>
-          )}
-        </Field>
-        <Field label="Ordering key (optional)" problem={payloadKeyProblem(orderingKey)} hint="a top-level payload key">
-          {(fieldId, describedBy) => (
-            <input
-              id={fieldId}
-              value={orderingKey}
-              onInput={(event) => setOrderingKey(event.currentTarget.value)}
-              aria-describedby={describedBy}
-              autocomplete="off"
-            />
-          )}
-        </Field>
-        {numberFields.map((field) => (
-          <Field
-            key={field.name}
-            label={field.label}
-            problem={parsed[field.name].problem ?? (field.name === "backoffMinSeconds" ? backoffProblem : undefined)}
-            hint="server default when empty"
-          >
+    <details class="panel create">
+      <summary id="create-subscription-title">Create a subscription</summary>
+      <form onSubmit={submit} aria-labelledby="create-subscription-title">
+        <div class="fields">
+          <Field label="Subscription id" problem={idProblem(id)} hint="letters, digits, '-', '.' and '_'">
             {(fieldId, describedBy) => (
               <input
                 id={fieldId}
-                inputMode="numeric"
-                value={numbers[field.name]}
-                onInput={(event) => setNumbers({ ...numbers, [field.name]: event.currentTarget.value })}
+                value={id}
+                onInput={(event) => setId(event.currentTarget.value)}
                 aria-describedby={describedBy}
+                aria-invalid={idProblem(id) !== undefined}
+                required
+                autocomplete="off"
               />
             )}
           </Field>
-        ))}
-      </div>
-      <div class="filter-editor">
-        <Field
-          label="Filter (JSON, optional)"
-          problem={filter.problem ? `filter ${filter.problem}` : undefined}
-          hint='e.g. {"country": ["BR", "US"]}: keys AND, values OR'
-        >
-          {(fieldId, describedBy) => (
-            <textarea
-              id={fieldId}
-              rows={4}
-              spellcheck={false}
-              value={filterText}
-              onInput={(event) => setFilterText(event.currentTarget.value)}
-              aria-describedby={describedBy}
-              aria-invalid={filter.problem !== undefined}
-            />
-          )}
-        </Field>
-        <div class="filter-preview" aria-live="polite">
-          <span class="label">Filter as sent</span>
-          <code>{filter.problem ? "—" : filter.value ? JSON.stringify(toJson(ValueSchema, filter.value)) : "none"}</code>
-          <span class="hint">{filter.problem ? "" : describeFilter(filter.value ? toJson(ValueSchema, filter.value) : null)}</span>
+          <Field label="Topic" problem={idProblem(topicId)}>
+            {(fieldId, describedBy) => (
+              <>
+                <input
+                  id={fieldId}
+                  list="topic-ids"
+                  value={topicId}
+                  onInput={(event) => setTopicId(event.currentTarget.value)}
+                  aria-describedby={describedBy}
+                  required
+                  autocomplete="off"
+                />
+                <datalist id="topic-ids">
+                  {topics.map((topic) => (
+                    <option key={topic} value={topic} />
+                  ))}
+                </datalist>
+              </>
+            )}
+          </Field>
+          <Field label="Ordering key (optional)" problem={payloadKeyProblem(orderingKey)} hint="a top-level payload key">
+            {(fieldId, describedBy) => (
+              <input
+                id={fieldId}
+                value={orderingKey}
+                onInput={(event) => setOrderingKey(event.currentTarget.value)}
+                aria-describedby={describedBy}
+                autocomplete="off"
+              />
+            )}
+          </Field>
+          {numberFields.map((field) => (
+            <Field
+              key={field.name}
+              label={field.label}
+              problem={parsed[field.name].problem ?? (field.name === "backoffMinSeconds" ? backoffProblem : undefined)}
+              hint="server default when empty"
+            >
+              {(fieldId, describedBy) => (
+                <input
+                  id={fieldId}
+                  inputMode="numeric"
+                  value={numbers[field.name]}
+                  onInput={(event) => setNumbers({ ...numbers, [field.name]: event.currentTarget.value })}
+                  aria-describedby={describedBy}
+                />
+              )}
+            </Field>
+          ))}
         </div>
-      </div>
-      <button type="submit" disabled={!allowed || invalid || action.busy}>
-        Create subscription
-      </button>
-      {!allowed ? <ScopeNote scopes={["subscriptions:create"]} /> : null}
-      <ErrorLine error={action.error} />
-      {created && !action.error ? (
-        <p class="ok" role="status">
-          Created subscription {created}.
-        </p>
-      ) : null}
-    </form>
+        <div class="filter-editor">
+          <Field
+            label="Filter (JSON, optional)"
+            problem={filter.problem ? `filter ${filter.problem}` : undefined}
+            hint='e.g. {"country": ["BR", "US"]}: keys AND, values OR'
+          >
+            {(fieldId, describedBy) => (
+              <textarea
+                id={fieldId}
+                rows={4}
+                spellcheck={false}
+                value={filterText}
+                onInput={(event) => setFilterText(event.currentTarget.value)}
+                aria-describedby={describedBy}
+                aria-invalid={filter.problem !== undefined}
+              />
+            )}
+          </Field>
+          <div class="filter-preview" aria-live="polite">
+            <span class="label">Filter as sent</span>
+            <code>{filter.problem ? "—" : filter.value ? JSON.stringify(toJson(ValueSchema, filter.value)) : "none"}</code>
+            <span class="hint">{filter.problem ? "" : describeFilter(filter.value ? toJson(ValueSchema, filter.value) : null)}</span>
+          </div>
+        </div>
+        <button type="submit" disabled={!allowed || invalid || action.busy}>
+          Create subscription
+        </button>
+        {!allowed ? <ScopeNote scopes={["subscriptions:create"]} /> : null}
+        <ErrorLine error={action.error} />
+        {created && !action.error ? (
+          <p class="ok" role="status">
+            Created subscription {created}.
+          </p>
+        ) : null}
+      </form>
+    </details>
   );
 }

@@ -114,57 +114,59 @@ function CreateTopicForm() {
   }
 
   return (
-    <form class="panel" onSubmit={submit} aria-labelledby="create-topic-title">
-      <h2 id="create-topic-title">Create a topic</h2>
-      <div class="fields">
-        <Field label="Topic id" problem={idProblem(id)} hint="letters, digits, '-', '.' and '_'">
-          {(fieldId, describedBy) => (
-            <input
-              id={fieldId}
-              value={id}
-              onInput={(event) => setId(event.currentTarget.value)}
-              aria-describedby={describedBy}
-              aria-invalid={idProblem(id) !== undefined}
-              required
-              autocomplete="off"
-            />
-          )}
-        </Field>
-        <Field label="De-duplication key (optional)" problem={payloadKeyProblem(dedupKey)} hint="a top-level payload key">
-          {(fieldId, describedBy) => (
-            <input
-              id={fieldId}
-              value={dedupKey}
-              onInput={(event) => setDedupKey(event.currentTarget.value)}
-              aria-describedby={describedBy}
-              autocomplete="off"
-            />
-          )}
-        </Field>
-        <Field label="De-duplication window, seconds" problem={windowProblem} hint="1 to 86400; 600 when empty">
-          {(fieldId, describedBy) => (
-            <input
-              id={fieldId}
-              inputMode="numeric"
-              value={windowText}
-              onInput={(event) => setWindowText(event.currentTarget.value)}
-              aria-describedby={describedBy}
-              aria-invalid={windowProblem !== undefined}
-            />
-          )}
-        </Field>
-      </div>
-      <button type="submit" disabled={!allowed || invalid || action.busy}>
-        Create topic
-      </button>
-      {!allowed ? <ScopeNote scopes={["topics:create"]} /> : null}
-      <ErrorLine error={action.error} />
-      {created && !action.error ? (
-        <p class="ok" role="status">
-          Created topic {created}.
-        </p>
-      ) : null}
-    </form>
+    <details class="panel create">
+      <summary id="create-topic-title">Create a topic</summary>
+      <form onSubmit={submit} aria-labelledby="create-topic-title">
+        <div class="fields">
+          <Field label="Topic id" problem={idProblem(id)} hint="letters, digits, '-', '.' and '_'">
+            {(fieldId, describedBy) => (
+              <input
+                id={fieldId}
+                value={id}
+                onInput={(event) => setId(event.currentTarget.value)}
+                aria-describedby={describedBy}
+                aria-invalid={idProblem(id) !== undefined}
+                required
+                autocomplete="off"
+              />
+            )}
+          </Field>
+          <Field label="De-duplication key (optional)" problem={payloadKeyProblem(dedupKey)} hint="a top-level payload key">
+            {(fieldId, describedBy) => (
+              <input
+                id={fieldId}
+                value={dedupKey}
+                onInput={(event) => setDedupKey(event.currentTarget.value)}
+                aria-describedby={describedBy}
+                autocomplete="off"
+              />
+            )}
+          </Field>
+          <Field label="De-duplication window, seconds" problem={windowProblem} hint="1 to 86400; 600 when empty">
+            {(fieldId, describedBy) => (
+              <input
+                id={fieldId}
+                inputMode="numeric"
+                value={windowText}
+                onInput={(event) => setWindowText(event.currentTarget.value)}
+                aria-describedby={describedBy}
+                aria-invalid={windowProblem !== undefined}
+              />
+            )}
+          </Field>
+        </div>
+        <button type="submit" disabled={!allowed || invalid || action.busy}>
+          Create topic
+        </button>
+        {!allowed ? <ScopeNote scopes={["topics:create"]} /> : null}
+        <ErrorLine error={action.error} />
+        {created && !action.error ? (
+          <p class="ok" role="status">
+            Created topic {created}.
+          </p>
+        ) : null}
+      </form>
+    </details>
   );
 }
 

@@ -113,23 +113,25 @@ export function Time({ value }: { value?: Timestamp }) {
   );
 }
 
-/** A small line chart of a subscription's backlog over the last ten minutes. */
+/** A small line chart of a subscription's backlog over the last ten minutes (or since the console opened). */
 export function BacklogChart({ samples }: { samples: Sample[] }) {
   const width = 120;
   const height = 32;
   const now = Date.now();
+  // Until the console has watched for ten minutes, the chart spans what it has seen (at least a minute).
+  const span = Math.min(historyMs, Math.max(60_000, now - (samples[0]?.at ?? now)));
   const peak = Math.max(1, ...samples.map((sample) => sample.backlog));
   const last = samples.at(-1)?.backlog ?? 0;
   const points = samples
     .map((sample) => {
-      const x = ((sample.at - (now - historyMs)) / historyMs) * width;
+      const x = ((sample.at - (now - span)) / span) * width;
       const y = height - 2 - (sample.backlog / peak) * (height - 4);
       return `${x.toFixed(1)},${y.toFixed(1)}`;
     })
     .join(" ");
   return (
     <svg class="chart" width={width} height={height} viewBox={`0 0 ${width} ${height}`} role="img">
-      <title>{`Backlog over the last 10 minutes: ${last} now, peak ${peak}`}</title>
+      <title>{`Backlog over the last ${Math.round(span / 60_000)} min: ${last} now, peak ${peak}`}</title>
       <line x1="0" y1={height - 2} x2={width} y2={height - 2} class="axis" />
       {samples.length > 1 ? <polyline points={points} /> : null}
       {samples.length > 0 ? <circle cx={width} cy={height - 2 - (last / peak) * (height - 4)} r="2" /> : null}

@@ -49,6 +49,11 @@ function metric(page: Page, subscriptionId: string, name: "available" | "deliver
   return () => page.locator(`tr[data-subscription="${subscriptionId}"] td[data-metric="${name}"]`).textContent();
 }
 
+/** Opens a view's collapsed form, such as "Create a topic". */
+async function openForm(page: Page, title: string) {
+  await page.locator("summary", { hasText: title }).click();
+}
+
 /** Clicks `button`, then the confirm dialog's `action`. */
 async function clickAndConfirm(page: Page, button: ReturnType<Page["getByRole"]>, action: string) {
   await button.click();
@@ -75,6 +80,7 @@ describe("the console with authentication off", { timeout: 120_000 }, () => {
     await setFastRefresh(page);
 
     // Create a topic.
+    await openForm(page, "Create a topic");
     await page.getByLabel("Topic id").fill("orders");
     await page.getByRole("button", { name: "Create topic" }).click();
     await page.getByRole("status").filter({ hasText: "Created topic orders." }).waitFor();
@@ -82,6 +88,7 @@ describe("the console with authentication off", { timeout: 120_000 }, () => {
 
     // Create a subscription with a filter, which the form shows as it will be sent.
     await page.getByRole("link", { name: "Subscriptions" }).click();
+    await openForm(page, "Create a subscription");
     await page.getByLabel("Subscription id").fill("orders-br");
     await page.getByLabel("Topic", { exact: true }).fill("orders");
     await page.getByLabel("Filter (JSON, optional)").fill('{"country": "BR"}');
@@ -165,6 +172,7 @@ describe("the console with authentication off", { timeout: 120_000 }, () => {
     await api.topics.createTopic({ id: "taken" });
     const { context } = await openContext(server.url);
     const page = await openConsole(context, server.url);
+    await openForm(page, "Create a topic");
     await page.getByLabel("Topic id").fill("taken");
     await page.getByRole("button", { name: "Create topic" }).click();
     await page.getByRole("alert").filter({ hasText: "already_exists: This topic already exists" }).waitFor();
@@ -210,6 +218,7 @@ describe("the console with authentication on", { timeout: 120_000 }, () => {
     expect(await page.locator("header .scopes").textContent()).toContain("*");
 
     await page.getByRole("link", { name: "Clients" }).click();
+    await openForm(page, "Create a client");
     await page.getByLabel("Name").fill("reader");
     await page.getByLabel("Scopes").fill("topics:read nope");
     await page.getByText('has an invalid scope "nope"').waitFor();
@@ -241,6 +250,7 @@ describe("the console with authentication on", { timeout: 120_000 }, () => {
     const page = await openConsole(context, server.url);
     await signIn(page, reader.id, reader.secret);
     await page.getByRole("rowheader", { name: "refunds" }).waitFor();
+    await openForm(page, "Create a topic");
     expect(await page.getByRole("button", { name: "Create topic" }).isDisabled()).toBe(true);
     await page.getByText("Disabled: this token lacks topics:create.").waitFor();
     expect(await page.getByRole("button", { name: "Delete payments" }).isDisabled()).toBe(true);
@@ -249,10 +259,35 @@ describe("the console with authentication on", { timeout: 120_000 }, () => {
     expect(await page.getByRole("button", { name: "Publish to refunds" }).isDisabled()).toBe(true);
 
     await page.getByRole("link", { name: "Subscriptions" }).click();
+    await openForm(page, "Create a subscription");
     expect(await page.getByRole("button", { name: "Create subscription" }).isDisabled()).toBe(true);
+    await page.getByText("Disabled: this token lacks subscriptions:create.").waitFor();
     await page.getByRole("link", { name: "Clients" }).click();
     await page.getByText("Disabled: this token lacks clients:read.").waitFor();
+    await openForm(page, "Create a client");
     expect(await page.getByRole("button", { name: "Create client" }).isDisabled()).toBe(true);
+    await context.close();
+  });
+
+  it("renews its token before the token expires", async () => {
+    const { context } = await openContext(server.url);
+    // The page's clock jumps; the server's does not, so the renewed token is as good as the first.
+    await context.clock.install();
+    const page = await openConsole(context, server.url);
+    let tokenRequests = 0;
+    page.on("request", (request) => {
+      if (request.url().endsWith("/fastpubsub.v1.AuthService/CreateToken")) tokenRequests += 1;
+    });
+    await signIn(page, admin.id, admin.secret);
+    await page.getByRole("rowheader", { name: "payments" }).waitFor();
+    expect(tokenRequests).toBe(1);
+    // Tokens last 30 minutes here; the console renews at four fifths of that.
+    await page.clock.fastForward("23:00");
+    expect(tokenRequests).toBe(1);
+    await page.clock.fastForward("01:30");
+    await expect.poll(() => tokenRequests, pollTimeout).toBe(2);
+    await page.getByRole("rowheader", { name: "payments" }).waitFor();
+    expect(await page.getByRole("heading", { name: "Sign in to fastpubsub" }).count()).toBe(0);
     await context.close();
   });
 

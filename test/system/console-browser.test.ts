@@ -168,6 +168,30 @@ describe("the console with authentication off", { timeout: 120_000 }, () => {
     await context.close();
   });
 
+  it("fits a 390-pixel screen and can be driven from the keyboard", async () => {
+    await api.topics.createTopic({ id: "narrow" });
+    await api.subscriptions.createSubscription({ id: "narrow-sub", topicId: "narrow" });
+    const { context } = await openContext(server.url);
+    const page = await openConsole(context, server.url);
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const view of ["Topics", "Subscriptions"]) {
+      await page.getByRole("link", { name: view }).click();
+      await page.getByRole("heading", { name: view, level: 1 }).waitFor();
+      await page.locator("tbody tr").first().waitFor();
+      expect(await page.evaluate("document.documentElement.scrollWidth"), `${view} scrolls sideways`).toBeLessThanOrEqual(390);
+    }
+    // Tab reaches the views' links, Enter follows one, and the focused control is outlined.
+    const fresh = await openConsole(context, server.url);
+    await fresh.getByRole("heading", { name: "Topics", level: 1 }).waitFor();
+    await fresh.keyboard.press("Tab");
+    await fresh.keyboard.press("Tab");
+    expect(await fresh.evaluate("document.activeElement.textContent")).toBe("Subscriptions");
+    expect(await fresh.evaluate("getComputedStyle(document.activeElement).outlineStyle")).toBe("solid");
+    await fresh.keyboard.press("Enter");
+    await fresh.getByRole("heading", { name: "Subscriptions", level: 1 }).waitFor();
+    await context.close();
+  });
+
   it("shows the API's error message", async () => {
     await api.topics.createTopic({ id: "taken" });
     const { context } = await openContext(server.url);

@@ -15,10 +15,15 @@ interface Row {
   error?: string;
 }
 
+// Each shown subscription costs a metrics call per refresh, so the list shows this many at most.
+const shownAtMost = 50;
+
 /** Lists the subscriptions with their live counts, with a form to create one. */
 export function SubscriptionsView() {
   const tick = useTick();
   const [rows, setRows] = useState<Row[]>();
+  const [matching, setMatching] = useState(0);
+  const [search, setSearch] = useState("");
   const [error, setError] = useState<string>();
   const readable = can("subscriptions:read");
 
@@ -26,9 +31,10 @@ export function SubscriptionsView() {
     if (!readable) return;
     let current = true;
     (async () => {
-      const subscriptions = await listAll((offset, limit) => api.subscriptions.listSubscriptions({ offset, limit }));
+      const all = await listAll((offset, limit) => api.subscriptions.listSubscriptions({ offset, limit }));
+      const found = all.filter((subscription) => subscription.id.includes(search) || subscription.topicId.includes(search));
       const next = await Promise.all(
-        subscriptions.map(async (subscription): Promise<Row> => {
+        found.slice(0, shownAtMost).map(async (subscription): Promise<Row> => {
           try {
             const metrics = await api.subscriptions.getSubscriptionMetrics({ subscriptionId: subscription.id });
             return { subscription, metrics, samples: recordBacklog(subscription.id, metrics.available + metrics.delivered) };
@@ -39,13 +45,14 @@ export function SubscriptionsView() {
       );
       if (current) {
         setRows(next);
+        setMatching(found.length);
         setError(undefined);
       }
     })().catch((failure) => current && setError(errorText(failure)));
     return () => {
       current = false;
     };
-  }, [tick, readable]);
+  }, [tick, readable, search]);
 
   return (
     <section aria-labelledby="subscriptions-title">
@@ -58,7 +65,23 @@ export function SubscriptionsView() {
         Backlog is available plus delivered (not yet acked). The API does not report the age of the oldest message, so the console cannot
         show it.
       </p>
-      {rows && rows.length === 0 ? <p>No subscriptions yet.</p> : null}
+      <div class="search">
+        <label for="subscription-search">Find</label>
+        <input
+          id="subscription-search"
+          type="search"
+          placeholder="subscription or topic id"
+          value={search}
+          onInput={(event) => setSearch(event.currentTarget.value)}
+        />
+        {rows && matching > rows.length ? (
+          <span class="note" role="status">
+            Showing {rows.length} of {matching}: narrow the search to see the others.
+          </span>
+        ) : null}
+      </div>
+      {rows && rows.length === 0 && search !== "" ? <p>No subscription or topic id contains "{search}".</p> : null}
+      {rows && rows.length === 0 && search === "" ? <p>No subscriptions yet.</p> : null}
       {rows && rows.length > 0 ? (
         <div class="table">
           <table>

@@ -180,6 +180,10 @@ describe("the console with authentication off", { timeout: 120_000 }, () => {
       await page.locator("tbody tr").first().waitFor();
       expect(await page.evaluate("document.documentElement.scrollWidth"), `${view} scrolls sideways`).toBeLessThanOrEqual(390);
     }
+    await page.getByLabel("Find").fill("narrow");
+    await page.getByRole("rowheader", { name: "narrow-sub" }).waitFor();
+    await page.getByLabel("Find").fill("nothing-like-it");
+    await page.getByText('No subscription or topic id contains "nothing-like-it".').waitFor();
     // Tab reaches the views' links, Enter follows one, and the focused control is outlined.
     const fresh = await openConsole(context, server.url);
     await fresh.getByRole("heading", { name: "Topics", level: 1 }).waitFor();

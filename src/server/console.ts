@@ -22,6 +22,15 @@ const page = `<!doctype html>
 </html>
 `;
 
+// The page runs only its own script and style, talks only to this server, and is never framed (so that
+// no other site can trick a click on one of its buttons).
+const pageHeaders = {
+  "content-security-policy":
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+};
+
 const dist = new URL("../../console/dist/", import.meta.url);
 
 const assets = new Map([
@@ -38,7 +47,7 @@ export function createConsoleHandler() {
   const bodies = new Map<string, Promise<Buffer>>();
   return function handleConsole(method: string, pathname: string): Promise<DocsAnswer> | undefined {
     if (method !== "GET" && method !== "HEAD") return undefined;
-    if (pathname === "/console") return Promise.resolve({ route: "/console", type: html, body: Buffer.from(page) });
+    if (pathname === "/console") return Promise.resolve({ route: "/console", type: html, body: Buffer.from(page), headers: pageHeaders });
     const asset = assets.get(pathname);
     if (!asset) return undefined;
     let body = bodies.get(pathname);
@@ -48,6 +57,11 @@ export function createConsoleHandler() {
       body.catch(() => bodies.delete(pathname));
       bodies.set(pathname, body);
     }
-    return body.then((content) => ({ route: "/console", type: asset.type, body: content }));
+    return body.then((content) => ({
+      route: "/console",
+      type: asset.type,
+      body: content,
+      headers: { "x-content-type-options": "nosniff" },
+    }));
   };
 }

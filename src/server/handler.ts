@@ -117,6 +117,7 @@ export function createRequestHandler(options: HandlerOptions) {
     if (docs) {
       const answer = await docs;
       taken.route = answer.route;
+      for (const [name, value] of Object.entries(answer.headers ?? {})) res.setHeader(name, value);
       return send(res, 200, answer.body, answer.type);
     }
     const abort = new AbortController();

@@ -19,8 +19,10 @@ describe("the console", () => {
     const page = await response.text();
     expect(page).toContain('<script type="module" src="console/assets/console.js">');
     expect(page).toContain('<link rel="stylesheet" href="console/assets/console.css">');
-    // Nothing is loaded from elsewhere.
+    // Nothing is loaded from elsewhere, and the browser is told to refuse anything else.
     expect(page).not.toMatch(/(src|href)="(https?:)?\/\//);
+    expect(response.headers.get("content-security-policy")).toContain("default-src 'self'");
+    expect(response.headers.get("content-security-policy")).toContain("frame-ancestors 'none'");
   });
 
   it("serves its script and style sheet with their content types", async () => {

@@ -77,6 +77,11 @@ describe("the console with authentication off", { timeout: 120_000 }, () => {
   it("goes from a new topic to a redriven dead letter", async () => {
     const { context, outside } = await openContext(server.url);
     const page = await openConsole(context, server.url);
+    const problems: string[] = [];
+    page.on("pageerror", (error) => problems.push(error.message));
+    page.on("console", (message) => {
+      if (message.type() === "error") problems.push(message.text());
+    });
     await setFastRefresh(page);
 
     // Create a topic.
@@ -165,6 +170,32 @@ describe("the console with authentication off", { timeout: 120_000 }, () => {
     await expect(api.topics.getTopic({ id: "orders" })).rejects.toMatchObject({ code: Code.NotFound });
 
     expect(outside).toEqual([]);
+    expect(problems).toEqual([]);
+    await context.close();
+  });
+
+  it("stops asking for numbers while the tab is hidden", async () => {
+    await api.topics.createTopic({ id: "hidden" });
+    await api.subscriptions.createSubscription({ id: "hidden-sub", topicId: "hidden" });
+    const { context } = await openContext(server.url);
+    const page = await openConsole(context, server.url);
+    let calls = 0;
+    page.on("request", (request) => {
+      if (request.url().endsWith("/GetSubscriptionMetrics")) calls += 1;
+    });
+    await page.getByRole("link", { name: "Subscriptions" }).click();
+    await setFastRefresh(page);
+    await expect.poll(() => calls, pollTimeout).toBeGreaterThan(1);
+    const setHidden = (hidden: boolean) =>
+      page.evaluate(`Object.defineProperty(document, "hidden", { configurable: true, get: () => ${hidden} });
+        document.dispatchEvent(new Event("visibilitychange"))`);
+    await setHidden(true);
+    await page.waitForTimeout(500);
+    calls = 0;
+    await page.waitForTimeout(5000);
+    expect(calls).toBe(0);
+    await setHidden(false);
+    await expect.poll(() => calls, pollTimeout).toBeGreaterThan(0);
     await context.close();
   });
 

@@ -46,9 +46,10 @@ function setSession(next: Session) {
   for (const listener of listeners) listener();
 }
 
-// The token goes on every call; a refused token ends the session, whichever view made the call.
+// The token goes on every call but CreateToken (which reads an Authorization header as client
+// credentials); a refused token ends the session, whichever view made the call.
 const bearer: Interceptor = (next) => async (request) => {
-  const token = session.token;
+  const token = request.service.typeName === AuthService.typeName ? undefined : session.token;
   if (token) request.header.set("authorization", `Bearer ${token}`);
   try {
     return await next(request);

@@ -177,7 +177,7 @@ function SubscriptionRow({ row }: { row: Row }) {
           href={`#/subscriptions/${encodeURIComponent(subscription.id)}/dlq`}
           aria-label={`Dead letters of ${subscription.id}`}
         >
-          Dead letters
+          Dead letters{metrics?.dlq ? ` (${metrics.dlq})` : ""}
         </a>
         <button
           type="button"

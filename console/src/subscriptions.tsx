@@ -172,22 +172,24 @@ function SubscriptionRow({ row }: { row: Row }) {
         <BacklogChart samples={row.samples} />
       </td>
       <td class="actions">
-        <a
-          class="button"
-          href={`#/subscriptions/${encodeURIComponent(subscription.id)}/dlq`}
-          aria-label={`Dead letters of ${subscription.id}`}
-        >
-          Dead letters{metrics?.dlq ? ` (${metrics.dlq})` : ""}
-        </a>
-        <button
-          type="button"
-          class="danger"
-          onClick={remove}
-          disabled={action.busy || !can("subscriptions:delete", subscription.id)}
-          aria-label={`Delete ${subscription.id}`}
-        >
-          Delete
-        </button>
+        <div class="buttons">
+          <a
+            class="button"
+            href={`#/subscriptions/${encodeURIComponent(subscription.id)}/dlq`}
+            aria-label={`Dead letters of ${subscription.id}`}
+          >
+            Dead letters{metrics?.dlq ? ` (${metrics.dlq})` : ""}
+          </a>
+          <button
+            type="button"
+            class="danger"
+            onClick={remove}
+            disabled={action.busy || !can("subscriptions:delete", subscription.id)}
+            aria-label={`Delete ${subscription.id}`}
+          >
+            Delete
+          </button>
+        </div>
         <ErrorLine error={row.error ?? action.error} />
       </td>
     </tr>

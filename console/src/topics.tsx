@@ -72,18 +72,20 @@ function TopicRow({ topic, onPublish }: { topic: Topic; onPublish: () => void })
       </td>
       <td>{topic.dedupKey ? `${topic.dedupKey}, ${topic.dedupWindowSeconds ?? 600} s` : "—"}</td>
       <td class="actions">
-        <button type="button" onClick={onPublish} disabled={!can("topics:publish", topic.id)} aria-label={`Publish to ${topic.id}`}>
-          Publish…
-        </button>
-        <button
-          type="button"
-          class="danger"
-          onClick={remove}
-          disabled={action.busy || !can("topics:delete", topic.id)}
-          aria-label={`Delete ${topic.id}`}
-        >
-          Delete
-        </button>
+        <div class="buttons">
+          <button type="button" onClick={onPublish} disabled={!can("topics:publish", topic.id)} aria-label={`Publish to ${topic.id}`}>
+            Publish…
+          </button>
+          <button
+            type="button"
+            class="danger"
+            onClick={remove}
+            disabled={action.busy || !can("topics:delete", topic.id)}
+            aria-label={`Delete ${topic.id}`}
+          >
+            Delete
+          </button>
+        </div>
         <ErrorLine error={action.error} />
       </td>
     </tr>

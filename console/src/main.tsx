@@ -3,12 +3,12 @@ import "./style.css";
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { currentSession, endSession, errorText, probeAuth, watchSession } from "./api.ts";
-import { ClientsView } from "./clients.tsx";
-import { DlqView } from "./dlq.tsx";
+import { ClientsView } from "./clients-view.tsx";
+import { DlqView } from "./dlq-view.tsx";
 import { refreshChoices, refreshInterval, setRefreshInterval } from "./live.ts";
-import { LoginView } from "./login.tsx";
-import { SubscriptionsView } from "./subscriptions.tsx";
-import { TopicsView } from "./topics.tsx";
+import { LoginView } from "./login-view.tsx";
+import { SubscriptionsView } from "./subscriptions-view.tsx";
+import { TopicsView } from "./topics-view.tsx";
 
 function useHash(): string {
   const [hash, setHash] = useState(location.hash);

@@ -144,8 +144,9 @@ describe("the console with authentication off", { timeout: 120_000 }, () => {
     // The reason comes with issue 15's dead-letter work; when the API gives one, the console shows the same text.
     expect(await item.locator('[data-field="reason"]').textContent()).toBe(dead.reason || "not given");
 
-    // Reprocess it: asked first, and nothing happens on Cancel.
+    // Reprocess it: asked first, and nothing happens on Cancel (nor on a cancelled purge).
     await item.getByRole("checkbox").check();
+    await clickAndConfirm(page, page.getByRole("button", { name: "Purge selected" }), "Cancel");
     await clickAndConfirm(page, page.getByRole("button", { name: "Reprocess selected" }), "Cancel");
     expect((await api.subscriptions.listDlqMessages({ subscriptionId: "orders-br" })).data).toHaveLength(1);
     await clickAndConfirm(page, page.getByRole("button", { name: "Reprocess selected" }), "Reprocess");
@@ -293,11 +294,21 @@ describe("the console with authentication on", { timeout: 120_000 }, () => {
     const created = await api.clients.getClient({ id: id ?? "" });
     expect(created).toMatchObject({ name: "reader", scopes: "topics:read", isActive: true });
 
-    // The new client's secret works.
+    // Widen its scopes, after a confirmation.
+    const item = page.locator(`li[data-client="${id}"]`);
+    await item.getByRole("button", { name: "Edit scopes" }).click();
+    await item.getByLabel("Scopes").fill("topics:read subscriptions:read");
+    await clickAndConfirm(page, item.getByRole("button", { name: "Save" }), "Confirm");
+    await expect
+      .poll(async () => (await api.clients.getClient({ id: id ?? "" })).scopes, pollTimeout)
+      .toBe("topics:read subscriptions:read");
+
+    // The new client's secret works, and its token has the new scopes.
     await page.getByRole("button", { name: "Sign out" }).click();
     await signIn(page, id ?? "", secret ?? "");
     await page.getByRole("link", { name: "Topics" }).click();
     await page.getByRole("rowheader", { name: "payments" }).waitFor();
+    expect(await page.locator("header .scopes").textContent()).toContain("topics:read subscriptions:read");
     expect(outside).toEqual([]);
     await context.close();
   });
@@ -350,7 +361,11 @@ describe("the console with authentication on", { timeout: 120_000 }, () => {
     await context.close();
   });
 
-  it("sends an operator back to the login form when the client is disabled or deleted", async () => {
+  it("sends an operator back to the login form when another disables or deletes the client", async () => {
+    const { context: adminContext } = await openContext(server.url);
+    const adminPage = await openConsole(adminContext, server.url);
+    await signIn(adminPage, admin.id, admin.secret);
+    await adminPage.getByRole("link", { name: "Clients" }).click();
     for (const revoke of ["disabled", "deleted"] as const) {
       const operator = await registerClient(db, { name: `operator ${revoke}`, scopes: "*" });
       const { context } = await openContext(server.url);
@@ -358,10 +373,19 @@ describe("the console with authentication on", { timeout: 120_000 }, () => {
       await signIn(page, operator.id, operator.secret);
       await page.getByRole("rowheader", { name: "payments" }).waitFor();
       await setFastRefresh(page);
+      // The admin's console revokes it, after a confirmation.
+      const item = adminPage.locator(`li[data-client="${operator.id}"]`);
       if (revoke === "disabled") {
-        await api.clients.updateClient({ id: operator.id, name: `operator ${revoke}`, scopes: "*", isActive: false });
+        await clickAndConfirm(adminPage, item.getByRole("button", { name: "Disable" }), "Confirm");
+        await expect.poll(async () => (await api.clients.getClient({ id: operator.id })).isActive, pollTimeout).toBe(false);
       } else {
-        await api.clients.deleteClient({ id: operator.id });
+        await clickAndConfirm(adminPage, item.getByRole("button", { name: "Delete" }), "Delete client");
+        const stored = () =>
+          api.clients.getClient({ id: operator.id }).then(
+            () => "present",
+            (error: { code?: Code }) => error.code,
+          );
+        await expect.poll(stored, pollTimeout).toBe(Code.NotFound);
       }
       await page.getByRole("heading", { name: "Sign in to fastpubsub" }).waitFor(pollTimeout);
       const reason = revoke === "disabled" ? "Client disabled" : "Client not found";
@@ -371,5 +395,6 @@ describe("the console with authentication on", { timeout: 120_000 }, () => {
         .waitFor();
       await context.close();
     }
+    await adminContext.close();
   });
 });

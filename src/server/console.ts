@@ -48,6 +48,10 @@ export function createConsoleHandler() {
   return function handleConsole(method: string, pathname: string): Promise<DocsAnswer> | undefined {
     if (method !== "GET" && method !== "HEAD") return undefined;
     if (pathname === "/console") return Promise.resolve({ route: "/console", type: html, body: Buffer.from(page), headers: pageHeaders });
+    // The page's relative URLs need the path without the slash; the relative redirect keeps any path prefix.
+    if (pathname === "/console/") {
+      return Promise.resolve({ route: "/console", status: 308, type: html, body: Buffer.from(""), headers: { location: "../console" } });
+    }
     const asset = assets.get(pathname);
     if (!asset) return undefined;
     let body = bodies.get(pathname);

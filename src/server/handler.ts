@@ -118,7 +118,7 @@ export function createRequestHandler(options: HandlerOptions) {
       const answer = await docs;
       taken.route = answer.route;
       for (const [name, value] of Object.entries(answer.headers ?? {})) res.setHeader(name, value);
-      return send(res, 200, answer.body, answer.type);
+      return send(res, answer.status ?? 200, answer.body, answer.type);
     }
     const abort = new AbortController();
     res.once("close", () => {

@@ -25,6 +25,12 @@ describe("the console", () => {
     expect(response.headers.get("content-security-policy")).toContain("frame-ancestors 'none'");
   });
 
+  it("sends /console/ to /console", async () => {
+    const response = await fetch(new URL("/console/", server.url), { redirect: "manual" });
+    expect(response.status).toBe(308);
+    expect(new URL(response.headers.get("location") ?? "", response.url).pathname).toBe("/console");
+  });
+
   it("serves its script and style sheet with their content types", async () => {
     const script = await fetch(new URL("/console/assets/console.js", server.url));
     expect(script.status).toBe(200);

@@ -18,6 +18,7 @@ COPY cli ./cli
 COPY src ./src
 COPY gen ./gen
 COPY migrations ./migrations
+COPY console/dist ./console/dist
 
 USER node
 EXPOSE 8000

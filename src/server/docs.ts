@@ -54,6 +54,10 @@ export interface DocsAnswer {
   route: string;
   type: string;
   body: Buffer;
+  /** 200 unless said otherwise. */
+  status?: number;
+  /** Headers to send besides the content type and length. */
+  headers?: Record<string, string>;
 }
 
 /**

@@ -20,6 +20,7 @@ import {
 } from "@connectrpc/connect-node";
 import type { Logger } from "../logger.ts";
 import { createPayloadInterceptor } from "../wire/payload-text.ts";
+import { createConsoleHandler } from "./console.ts";
 import { createDocsHandler } from "./docs.ts";
 import { type HealthResponse, liveness } from "./health.ts";
 import type { Metrics } from "./metrics.ts";
@@ -56,8 +57,8 @@ export interface HandlerOptions {
 /**
  * Creates the handler of every HTTP request on the port: Connect, gRPC and
  * gRPC-Web calls go to their Connect handler, the REST paths to the same
- * handlers through the transcoder; the probes, /metrics and the API docs
- * answer directly. Every request is timed, counted and logged once.
+ * handlers through the transcoder; the probes, /metrics, the API docs and
+ * the console answer directly. Every request is timed, counted and logged once.
  */
 export function createRequestHandler(options: HandlerOptions) {
   const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true, ignoreUnknownFields: true };
@@ -93,6 +94,7 @@ export function createRequestHandler(options: HandlerOptions) {
   const handleRest = createRestHandler(restRoutesFromMethods(methods), options.interceptors, jsonOptions);
   const allowedOrigins = new Set(options.corsOrigins);
   const handleDocs = createDocsHandler();
+  const handleConsole = createConsoleHandler();
 
   /** Answers a request, noting in `taken` the route it took (a template, never a raw id), for logs and metrics. */
   async function route(req: NodeRequest, res: NodeResponse, url: URL, taken: { route: string }) {
@@ -111,11 +113,12 @@ export function createRequestHandler(options: HandlerOptions) {
       const text = await options.renderMetrics();
       return send(res, 200, Buffer.from(text), options.metrics.contentType);
     }
-    const docs = handleDocs(req.method ?? "GET", url.pathname);
+    const docs = handleDocs(req.method ?? "GET", url.pathname) ?? handleConsole(req.method ?? "GET", url.pathname);
     if (docs) {
       const answer = await docs;
       taken.route = answer.route;
-      return send(res, 200, answer.body, answer.type);
+      for (const [name, value] of Object.entries(answer.headers ?? {})) res.setHeader(name, value);
+      return send(res, answer.status ?? 200, answer.body, answer.type);
     }
     const abort = new AbortController();
     res.once("close", () => {

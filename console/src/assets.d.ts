@@ -1,0 +1,2 @@
+/** esbuild bundles an imported style sheet into console.css. */
+declare module "*.css";

@@ -1,0 +1,261 @@
+/** The clients view: list, create (the secret shown once), update scopes, disable, delete. */
+import { useEffect, useState } from "preact/hooks";
+import type { Client } from "../../gen/fastpubsub/v1/client_service_pb.ts";
+import { api, can, currentSession, errorText, listAll } from "./api.ts";
+import { refreshNow, useTick } from "./live.ts";
+import { nameProblem, scopesProblem } from "./rules.ts";
+import { confirmAction, ErrorLine, Field, ScopeNote, Time, useAction } from "./ui.tsx";
+
+/** Lists the API's clients, with a form to create one. */
+export function ClientsView() {
+  const tick = useTick();
+  const [clients, setClients] = useState<Client[]>();
+  const [error, setError] = useState<string>();
+  const readable = can("clients:read");
+
+  useEffect(() => {
+    if (!readable) return;
+    listAll((offset, limit) => api.clients.listClients({ offset, limit })).then(
+      (data) => {
+        setClients(data);
+        setError(undefined);
+      },
+      (failure) => setError(errorText(failure)),
+    );
+  }, [tick, readable]);
+
+  return (
+    <section aria-labelledby="clients-title">
+      <h1 id="clients-title">Clients</h1>
+      <p class="note">
+        Clients get access tokens at /oauth/token. Changing a client (scopes, name or state) or deleting it revokes its tokens at once.
+      </p>
+      <CreateClientForm />
+      <h2>All clients</h2>
+      {!readable ? <ScopeNote scopes={["clients:read"]} /> : null}
+      <ErrorLine error={error} />
+      {clients && clients.length > 0 ? (
+        <ul class="clients">
+          {clients.map((client) => (
+            <ClientItem key={`${client.id}-${client.tokenVersion}`} client={client} />
+          ))}
+        </ul>
+      ) : null}
+    </section>
+  );
+}
+
+function ClientItem({ client }: { client: Client }) {
+  const [editing, setEditing] = useState(false);
+  const [name, setName] = useState(client.name);
+  const [scopes, setScopes] = useState(client.scopes);
+  const action = useAction();
+  const mine = client.id === currentSession().clientId;
+  const updatable = can("clients:update", client.id);
+  const signOutNote = mine ? " This is the console's own client: you will be signed out." : "";
+
+  async function update(changes: { name?: string; scopes?: string; isActive?: boolean }, question?: string) {
+    if (question && !(await confirmAction(question + signOutNote, "Confirm"))) return;
+    const answer = await action.run(() =>
+      api.clients.updateClient({ id: client.id, name: client.name, scopes: client.scopes, isActive: client.isActive, ...changes }),
+    );
+    if (answer) {
+      setEditing(false);
+      refreshNow();
+    }
+  }
+
+  async function remove() {
+    if (!(await confirmAction(`Delete client "${client.name}"? Its tokens stop working at once.${signOutNote}`, "Delete client"))) return;
+    await action.run(() => api.clients.deleteClient({ id: client.id }));
+    refreshNow();
+  }
+
+  return (
+    <li class="panel client" data-client={client.id}>
+      <h3>
+        {client.name} {client.isActive ? null : <span class="badge">disabled</span>}
+        {mine ? <span class="badge">this console</span> : null}
+      </h3>
+      <dl>
+        <dt>Id</dt>
+        <dd>
+          <code>{client.id}</code>
+        </dd>
+        <dt>Scopes</dt>
+        <dd>
+          <code>{client.scopes}</code>
+        </dd>
+        <dt>Created</dt>
+        <dd>
+          <Time value={client.createdAt} />
+        </dd>
+      </dl>
+      {editing ? (
+        <form
+          onSubmit={(event) => {
+            event.preventDefault();
+            update({ name, scopes: scopes.trim() }, `Save client "${client.name}"? Its current tokens are revoked.`);
+          }}
+        >
+          <div class="fields">
+            <Field label="Name" problem={nameProblem(name)}>
+              {(fieldId, describedBy) => (
+                <input id={fieldId} value={name} onInput={(event) => setName(event.currentTarget.value)} aria-describedby={describedBy} />
+              )}
+            </Field>
+            <Field
+              label="Scopes"
+              problem={scopesProblem(scopes)}
+              hint="space-separated: * or e.g. topics:read subscriptions:consume:orders-worker"
+            >
+              {(fieldId, describedBy) => (
+                <input
+                  id={fieldId}
+                  value={scopes}
+                  onInput={(event) => setScopes(event.currentTarget.value)}
+                  aria-describedby={describedBy}
+                />
+              )}
+            </Field>
+          </div>
+          <div class="buttons">
+            <button type="submit" disabled={nameProblem(name) !== undefined || scopesProblem(scopes) !== undefined || action.busy}>
+              Save
+            </button>
+            <button type="button" onClick={() => setEditing(false)}>
+              Cancel
+            </button>
+          </div>
+        </form>
+      ) : (
+        <div class="buttons">
+          <button type="button" onClick={() => setEditing(true)} disabled={!updatable}>
+            Edit scopes
+          </button>
+          <button
+            type="button"
+            class={client.isActive ? "danger" : ""}
+            onClick={() =>
+              update(
+                { isActive: !client.isActive },
+                client.isActive ? `Disable client "${client.name}"? Its tokens stop working at once.` : undefined,
+              )
+            }
+            disabled={!updatable || action.busy}
+          >
+            {client.isActive ? "Disable" : "Enable"}
+          </button>
+          <button type="button" class="danger" onClick={remove} disabled={!can("clients:delete", client.id) || action.busy}>
+            Delete
+          </button>
+        </div>
+      )}
+      <ErrorLine error={action.error} />
+    </li>
+  );
+}
+
+function CreateClientForm() {
+  const [name, setName] = useState("");
+  const [scopes, setScopes] = useState("");
+  const [active, setActive] = useState(true);
+  const [created, setCreated] = useState<{ id: string; secret: string; name: string }>();
+  const [copied, setCopied] = useState(false);
+  const action = useAction();
+  const allowed = can("clients:create");
+  const problems = { name: name === "" ? undefined : nameProblem(name), scopes: scopes === "" ? undefined : scopesProblem(scopes) };
+
+  async function submit(event: Event) {
+    event.preventDefault();
+    const answer = await action.run(() => api.clients.createClient({ name: name.trim(), scopes: scopes.trim(), isActive: active }));
+    if (answer) {
+      setCreated({ id: answer.id, secret: answer.secret, name });
+      setCopied(false);
+      setName("");
+      setScopes("");
+      refreshNow();
+    }
+  }
+
+  async function copy() {
+    if (!created) return;
+    await navigator.clipboard.writeText(created.secret);
+    setCopied(true);
+  }
+
+  return (
+    <details class="panel create">
+      <summary id="create-client-title">Create a client</summary>
+      <form onSubmit={submit} aria-labelledby="create-client-title">
+        <div class="fields">
+          <Field label="Name" problem={problems.name}>
+            {(fieldId, describedBy) => (
+              <input
+                id={fieldId}
+                value={name}
+                onInput={(event) => setName(event.currentTarget.value)}
+                aria-describedby={describedBy}
+                autocomplete="off"
+              />
+            )}
+          </Field>
+          <Field label="Scopes" problem={problems.scopes} hint="space-separated: * or e.g. topics:read subscriptions:consume:orders-worker">
+            {(fieldId, describedBy) => (
+              <input
+                id={fieldId}
+                value={scopes}
+                onInput={(event) => setScopes(event.currentTarget.value)}
+                aria-describedby={describedBy}
+                autocomplete="off"
+              />
+            )}
+          </Field>
+          <div class="field checkbox">
+            <label>
+              <input type="checkbox" checked={active} onChange={(event) => setActive(event.currentTarget.checked)} /> Active
+            </label>
+          </div>
+        </div>
+        <button
+          type="submit"
+          disabled={
+            !allowed ||
+            name.trim() === "" ||
+            scopes.trim() === "" ||
+            problems.name !== undefined ||
+            problems.scopes !== undefined ||
+            action.busy
+          }
+        >
+          Create client
+        </button>
+        {!allowed ? <ScopeNote scopes={["clients:create"]} /> : null}
+        <ErrorLine error={action.error} />
+        {created ? (
+          <div class="secret" role="status">
+            <p>Created client {created.name}. Its secret is shown this once: copy it now.</p>
+            <dl>
+              <dt>Client id</dt>
+              <dd>
+                <code data-field="client-id">{created.id}</code>
+              </dd>
+              <dt>Client secret</dt>
+              <dd>
+                <code data-field="client-secret">{created.secret}</code>
+              </dd>
+            </dl>
+            <div class="buttons">
+              <button type="button" onClick={copy}>
+                {copied ? "Copied" : "Copy secret"}
+              </button>
+              <button type="button" onClick={() => setCreated(undefined)}>
+                Done
+              </button>
+            </div>
+          </div>
+        ) : null}
+      </form>
+    </details>
+  );
+}

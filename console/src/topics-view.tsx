@@ -1,0 +1,243 @@
+/** The topics view: list, create, delete, and publish a test message. */
+import { useEffect, useState } from "preact/hooks";
+import type { Topic } from "../../gen/fastpubsub/v1/topic_service_pb.ts";
+import { api, can, errorText, listAll } from "./api.ts";
+import { refreshNow, useTick } from "./live.ts";
+import { idProblem, parseCount, parsePayloads, payloadKeyProblem } from "./rules.ts";
+import { confirmAction, ErrorLine, Field, ScopeNote, Time, useAction } from "./ui.tsx";
+
+/** Lists the topics, with a form to create one and, per topic, publish and delete. */
+export function TopicsView() {
+  const tick = useTick();
+  const [topics, setTopics] = useState<Topic[]>();
+  const [error, setError] = useState<string>();
+  const [publishing, setPublishing] = useState<string>();
+  const readable = can("topics:read");
+
+  useEffect(() => {
+    if (!readable) return;
+    listAll((offset, limit) => api.topics.listTopics({ offset, limit })).then(
+      (data) => {
+        setTopics(data);
+        setError(undefined);
+      },
+      (failure) => setError(errorText(failure)),
+    );
+  }, [tick, readable]);
+
+  return (
+    <section aria-labelledby="topics-title">
+      <h1 id="topics-title">Topics</h1>
+      <CreateTopicForm />
+      <h2>All topics</h2>
+      {!readable ? <ScopeNote scopes={["topics:read"]} /> : null}
+      <ErrorLine error={error} />
+      {topics && topics.length === 0 ? <p>No topics yet.</p> : null}
+      {topics && topics.length > 0 ? (
+        <div class="table">
+          <table>
+            <thead>
+              <tr>
+                <th scope="col">Topic</th>
+                <th scope="col">Created</th>
+                <th scope="col">De-duplication</th>
+                <th scope="col">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {topics.map((topic) => (
+                <TopicRow key={topic.id} topic={topic} onPublish={() => setPublishing(topic.id)} />
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : null}
+      {publishing ? <PublishForm topicId={publishing} onClose={() => setPublishing(undefined)} /> : null}
+    </section>
+  );
+}
+
+function TopicRow({ topic, onPublish }: { topic: Topic; onPublish: () => void }) {
+  const action = useAction();
+  async function remove() {
+    if (!(await confirmAction(`Delete topic "${topic.id}" with all its subscriptions and their messages?`, "Delete topic"))) return;
+    await action.run(() => api.topics.deleteTopic({ id: topic.id }));
+    refreshNow();
+  }
+  return (
+    <tr>
+      <th scope="row">{topic.id}</th>
+      <td>
+        <Time value={topic.createdAt} />
+      </td>
+      <td>{topic.dedupKey ? `${topic.dedupKey}, ${topic.dedupWindowSeconds ?? 600} s` : "—"}</td>
+      <td class="actions">
+        <div class="buttons">
+          <button type="button" onClick={onPublish} disabled={!can("topics:publish", topic.id)} aria-label={`Publish to ${topic.id}`}>
+            Publish…
+          </button>
+          <button
+            type="button"
+            class="danger"
+            onClick={remove}
+            disabled={action.busy || !can("topics:delete", topic.id)}
+            aria-label={`Delete ${topic.id}`}
+          >
+            Delete
+          </button>
+        </div>
+        <ErrorLine error={action.error} />
+      </td>
+    </tr>
+  );
+}
+
+function CreateTopicForm() {
+  const [id, setId] = useState("");
+  const [dedupKey, setDedupKey] = useState("");
+  const [windowText, setWindowText] = useState("");
+  const [created, setCreated] = useState<string>();
+  const action = useAction();
+  const allowed = can("topics:create");
+  const window = parseCount(windowText, 1, 86_400);
+  const windowProblem = window.problem ?? (window.value !== undefined && dedupKey === "" ? "needs a de-duplication key" : undefined);
+  const invalid = id === "" || idProblem(id) !== undefined || payloadKeyProblem(dedupKey) !== undefined || windowProblem !== undefined;
+
+  async function submit(event: Event) {
+    event.preventDefault();
+    const topic = await action.run(() => api.topics.createTopic({ id, dedupKey: dedupKey || undefined, dedupWindowSeconds: window.value }));
+    if (topic) {
+      setCreated(topic.id);
+      setId("");
+      setDedupKey("");
+      setWindowText("");
+      refreshNow();
+    }
+  }
+
+  return (
+    <details class="panel create">
+      <summary id="create-topic-title">Create a topic</summary>
+      <form onSubmit={submit} aria-labelledby="create-topic-title">
+        <div class="fields">
+          <Field label="Topic id" problem={idProblem(id)} hint="letters, digits, '-', '.' and '_'">
+            {(fieldId, describedBy) => (
+              <input
+                id={fieldId}
+                value={id}
+                onInput={(event) => setId(event.currentTarget.value)}
+                aria-describedby={describedBy}
+                aria-invalid={idProblem(id) !== undefined}
+                required
+                autocomplete="off"
+              />
+            )}
+          </Field>
+          <Field label="De-duplication key (optional)" problem={payloadKeyProblem(dedupKey)} hint="a top-level payload key">
+            {(fieldId, describedBy) => (
+              <input
+                id={fieldId}
+                value={dedupKey}
+                onInput={(event) => setDedupKey(event.currentTarget.value)}
+                aria-describedby={describedBy}
+                autocomplete="off"
+              />
+            )}
+          </Field>
+          <Field label="De-duplication window, seconds" problem={windowProblem} hint="1 to 86400; 600 when empty">
+            {(fieldId, describedBy) => (
+              <input
+                id={fieldId}
+                inputMode="numeric"
+                value={windowText}
+                onInput={(event) => setWindowText(event.currentTarget.value)}
+                aria-describedby={describedBy}
+                aria-invalid={windowProblem !== undefined}
+              />
+            )}
+          </Field>
+        </div>
+        <button type="submit" disabled={!allowed || invalid || action.busy}>
+          Create topic
+        </button>
+        {!allowed ? <ScopeNote scopes={["topics:create"]} /> : null}
+        <ErrorLine error={action.error} />
+        {created && !action.error ? (
+          <p class="ok" role="status">
+            Created topic {created}.
+          </p>
+        ) : null}
+      </form>
+    </details>
+  );
+}
+
+const examplePayload = '{\n  "event": "user.login",\n  "country": "BR"\n}';
+
+function PublishForm({ topicId, onClose }: { topicId: string; onClose: () => void }) {
+  const [text, setText] = useState(examplePayload);
+  const [delayText, setDelayText] = useState("");
+  const [sent, setSent] = useState<string>();
+  const action = useAction();
+  const payloads = parsePayloads(text);
+  const delay = parseCount(delayText, 0, 31_536_000);
+
+  async function submit(event: Event) {
+    event.preventDefault();
+    if (!payloads.value) return;
+    const count = payloads.value.length;
+    const done = await action.run(() => api.topics.publishMessages({ topicId, messages: payloads.value ?? [], delaySeconds: delay.value }));
+    if (done) {
+      setSent(`Published ${count} message${count === 1 ? "" : "s"} to ${topicId}${delay.value ? `, held for ${delay.value} s` : ""}.`);
+      refreshNow();
+    }
+  }
+
+  return (
+    <form class="panel" onSubmit={submit} aria-labelledby="publish-title">
+      <h2 id="publish-title">Publish to {topicId}</h2>
+      <Field label="Message JSON" problem={payloads.problem} hint="one JSON object, or an array of up to 1000">
+        {(fieldId, describedBy) => (
+          <textarea
+            id={fieldId}
+            rows={8}
+            spellcheck={false}
+            value={text}
+            onInput={(event) => {
+              setText(event.currentTarget.value);
+              setSent(undefined);
+            }}
+            aria-describedby={describedBy}
+            aria-invalid={payloads.problem !== undefined}
+          />
+        )}
+      </Field>
+      <Field label="Delay, seconds (optional)" problem={delay.problem} hint="0 to 31536000">
+        {(fieldId, describedBy) => (
+          <input
+            id={fieldId}
+            inputMode="numeric"
+            value={delayText}
+            onInput={(event) => setDelayText(event.currentTarget.value)}
+            aria-describedby={describedBy}
+            aria-invalid={delay.problem !== undefined}
+          />
+        )}
+      </Field>
+      <div class="buttons">
+        <button type="submit" disabled={!payloads.value || delay.problem !== undefined || action.busy}>
+          Publish
+        </button>
+        <button type="button" onClick={onClose}>
+          Close
+        </button>
+      </div>
+      <ErrorLine error={action.error} />
+      {sent && !action.error ? (
+        <p class="ok" role="status">
+          {sent}
+        </p>
+      ) : null}
+    </form>
+  );
+}

@@ -1,0 +1,145 @@
+/** Small parts shared by the views: fields, errors, confirmation, times and the backlog chart. */
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import type { ComponentChildren } from "preact";
+import { useState } from "preact/hooks";
+import { errorText } from "./api.ts";
+import { historyMs, type Sample } from "./live.ts";
+
+/** A failed call's message, announced to screen readers. */
+export function ErrorLine({ error }: { error?: string }) {
+  return error ? (
+    <p class="error" role="alert">
+      {error}
+    </p>
+  ) : null;
+}
+
+/** A line saying why some actions are disabled. */
+export function ScopeNote({ scopes }: { scopes: string[] }) {
+  return scopes.length > 0 ? <p class="note">Disabled: this token lacks {scopes.join(", ")}.</p> : null;
+}
+
+let fieldCount = 0;
+
+/** A labelled input with its hint and, when the value breaks a rule, the reason. */
+export function Field(props: {
+  label: string;
+  hint?: string;
+  problem?: string;
+  children: (id: string, describedBy?: string) => ComponentChildren;
+}) {
+  const [id] = useState(() => `field-${++fieldCount}`);
+  const describedBy = props.problem || props.hint ? `${id}-note` : undefined;
+  return (
+    <div class="field">
+      <label for={id}>{props.label}</label>
+      {props.children(id, describedBy)}
+      {props.problem ? (
+        <span id={describedBy} class="problem">
+          {props.problem}
+        </span>
+      ) : props.hint ? (
+        <span id={describedBy} class="hint">
+          {props.hint}
+        </span>
+      ) : null}
+    </div>
+  );
+}
+
+/** Runs actions that call the API, one at a time, keeping whether one is running and the last one's error. */
+export function useAction() {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string>();
+  async function run<T>(action: () => Promise<T>): Promise<T | undefined> {
+    setBusy(true);
+    setError(undefined);
+    try {
+      return await action();
+    } catch (failure) {
+      setError(errorText(failure));
+      return undefined;
+    } finally {
+      setBusy(false);
+    }
+  }
+  return { busy, error, setError, run };
+}
+
+/** Asks the operator to confirm a destructive action in a modal dialog; resolves true when confirmed. */
+export function confirmAction(question: string, action: string): Promise<boolean> {
+  // A native <dialog> traps focus, closes on Escape and gives focus back to the button that opened it.
+  const dialog = document.createElement("dialog");
+  dialog.className = "confirm";
+  dialog.setAttribute("aria-labelledby", "confirm-question");
+  const form = document.createElement("form");
+  form.method = "dialog";
+  const text = document.createElement("p");
+  text.id = "confirm-question";
+  text.textContent = question;
+  const cancel = document.createElement("button");
+  cancel.value = "cancel";
+  cancel.textContent = "Cancel";
+  const confirm = document.createElement("button");
+  confirm.value = "confirm";
+  confirm.className = "danger";
+  confirm.textContent = action;
+  const buttons = document.createElement("div");
+  buttons.className = "buttons";
+  buttons.append(cancel, confirm);
+  form.append(text, buttons);
+  dialog.append(form);
+  document.body.append(dialog);
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      resolve(dialog.returnValue === "confirm");
+      dialog.remove();
+    });
+    dialog.showModal();
+    // Cancel is the safe default for Enter.
+    cancel.focus();
+  });
+}
+
+/** A timestamp as local date and time, with the exact UTC time on hover. */
+export function Time({ value }: { value?: Timestamp }) {
+  if (!value) return <span>—</span>;
+  const date = timestampDate(value);
+  return (
+    <time dateTime={date.toISOString()} title={date.toISOString()}>
+      {date.toLocaleString()}
+    </time>
+  );
+}
+
+/** A small line chart of a subscription's backlog over the last ten minutes (or since the console opened). */
+export function BacklogChart({ samples }: { samples: Sample[] }) {
+  const width = 120;
+  const height = 32;
+  const now = Date.now();
+  // Until the console has watched for ten minutes, the chart spans what it has seen (at least a minute).
+  const span = Math.min(historyMs, Math.max(60_000, now - (samples[0]?.at ?? now)));
+  const peak = Math.max(1, ...samples.map((sample) => sample.backlog));
+  const last = samples.at(-1)?.backlog ?? 0;
+  const points = samples
+    .map((sample) => {
+      const x = ((sample.at - (now - span)) / span) * width;
+      const y = height - 2 - (sample.backlog / peak) * (height - 4);
+      return `${x.toFixed(1)},${y.toFixed(1)}`;
+    })
+    .join(" ");
+  return (
+    <svg class="chart" width={width} height={height} viewBox={`0 0 ${width} ${height}`} role="img">
+      <title>{`Backlog over the last ${Math.round(span / 60_000)} min: ${last} now, peak ${peak}`}</title>
+      <line x1="0" y1={height - 2} x2={width} y2={height - 2} class="axis" />
+      {samples.length > 1 ? <polyline points={points} /> : null}
+      {samples.length > 0 ? <circle cx={width} cy={height - 2 - (last / peak) * (height - 4)} r="2" /> : null}
+    </svg>
+  );
+}
+
+/** Pretty-printed JSON. */
+export function Json({ value }: { value: unknown }) {
+  return <pre class="json">{JSON.stringify(value, null, 2)}</pre>;
+}

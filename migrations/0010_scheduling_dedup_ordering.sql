@@ -37,8 +37,11 @@ ALTER TABLE dead_letters ADD COLUMN ordering_hash BIGINT;
 
 -- The messages of each ordering value in order, delivered ones included: the first is the head.
 CREATE INDEX messages_ordering_idx ON messages (subscription_key, ordering_hash, created_at, id) WHERE ordering_hash <> 0;
--- Ready messages without an ordering value on ordered subscriptions, in the order consume takes them.
-CREATE INDEX messages_unkeyed_ready_idx ON messages (subscription_key, available_at) WHERE locked_at IS NULL AND ordering_hash = 0;
+-- Messages without an ordering value on ordered subscriptions, by when they are ready (delivered
+-- ones by the end of their lease). Their statements test "not delivered" as NOT delivered_since(),
+-- from which the planner can prove no index predicate: this index is the only one they can use,
+-- never the ready index, where the keyed messages of the subscription would be walked past too.
+CREATE INDEX messages_unkeyed_idx ON messages (subscription_key, available_at) WHERE ordering_hash = 0;
 
 -- The values of de-duplicated topics' keys published within their window, by digest.
 CREATE TABLE dedup_keys (
@@ -284,17 +287,22 @@ BEGIN
     v_candidates := v_candidates || ARRAY(
         SELECT m.id
         FROM messages AS m
-        WHERE m.subscription_key = p_subscription_key AND m.locked_at IS NULL AND m.ordering_hash = 0 AND m.available_at <= now()
+        WHERE m.subscription_key = p_subscription_key AND m.ordering_hash = 0 AND m.available_at <= now()
+          AND NOT delivered_since(m.locked_at, '-infinity')
         ORDER BY m.available_at
         LIMIT p_limit
         FOR UPDATE SKIP LOCKED
     );
+    IF cardinality(v_candidates) = 0 THEN
+        RETURN v_candidates;
+    END IF;
     -- A head that another consumer delivered meanwhile is locked (skipped) or no longer ready.
+    -- (By primary key only: with "locked_at IS NULL" the planner could walk the ready index instead.)
     RETURN ARRAY(
         SELECT m.id
         FROM messages AS m
         WHERE m.subscription_key = p_subscription_key AND m.id = ANY (v_candidates)
-          AND m.locked_at IS NULL AND m.available_at <= now()
+          AND NOT delivered_since(m.locked_at, '-infinity') AND m.available_at <= now()
         ORDER BY m.available_at
         LIMIT p_limit
         FOR UPDATE SKIP LOCKED
@@ -370,7 +378,8 @@ AS $$
        OR (s.ordering_key IS NOT NULL AND (
            EXISTS (
                SELECT 1 FROM messages AS m
-               WHERE m.subscription_key = s.key AND m.locked_at IS NULL AND m.ordering_hash = 0 AND m.available_at <= now()
+               WHERE m.subscription_key = s.key AND m.ordering_hash = 0 AND m.available_at <= now()
+                 AND NOT delivered_since(m.locked_at, '-infinity')
            )
            OR EXISTS (SELECT 1 FROM ordered_heads(s.key, -9223372036854775808, 9223372036854775807, 1))
        ));

@@ -67,9 +67,25 @@ describe.each(protocols)("de-duplicated topics over %s", (protocol) => {
     const { topicId, subscriptionId } = await dedupTopic(api, "id", 60);
     await api.topics.publishMessages({
       topicId,
-      messages: [{ id: "a", n: 1 }, { id: "a", n: 2 }, { id: 1, n: 3 }, { id: "1", n: 4 }, { n: 5 }, { n: 6 }, { id: null, n: 7 }, { id: true, n: 8 }],
+      messages: [
+        { id: "a", n: 1 },
+        { id: "a", n: 2 },
+        { id: 1, n: 3 },
+        { id: "1", n: 4 },
+        { n: 5 },
+        { n: 6 },
+        { id: null, n: 7 },
+        { id: true, n: 8 },
+      ],
     });
-    await api.topics.publishMessages({ topicId, messages: [{ id: "a", n: 9 }, { id: "true", n: 10 }, { id: "b", n: 11 }] });
+    await api.topics.publishMessages({
+      topicId,
+      messages: [
+        { id: "a", n: 9 },
+        { id: "true", n: 10 },
+        { id: "b", n: 11 },
+      ],
+    });
     expect(payloads(await consume(api, subscriptionId))).toEqual([
       { id: "a", n: 1 },
       { id: 1, n: 3 },
@@ -86,7 +102,13 @@ describe.each(protocols)("de-duplicated topics over %s", (protocol) => {
     await api.topics.publishMessages({ topicId, messages: [{ id: "a", n: 1 }] });
     await api.topics.publishMessages({ topicId, messages: [{ id: "a", n: 2 }] });
     await sleep(1_200);
-    await api.topics.publishMessages({ topicId, messages: [{ id: "a", n: 3 }, { id: "a", n: 4 }] });
+    await api.topics.publishMessages({
+      topicId,
+      messages: [
+        { id: "a", n: 3 },
+        { id: "a", n: 4 },
+      ],
+    });
     expect(payloads(await consume(api, subscriptionId))).toEqual([
       { id: "a", n: 1 },
       { id: "a", n: 3 },
@@ -175,7 +197,11 @@ describe("a de-duplicated topic over REST", () => {
     const id = uniqueId("dedup");
     const plain = uniqueId("plain");
     const post = (body: object) =>
-      fetch(new URL("/topics", server.url), { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      fetch(new URL("/topics", server.url), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
     const created = await post({ id, dedup_key: "order_id" });
     expect(created.status).toBe(201);
     const json = (await created.json()) as Record<string, unknown>;

@@ -102,7 +102,10 @@ describe.each(streamingProtocols)("delayed publish to a stream over %s", (protoc
     const received: { payload: unknown; atMs: number }[] = [];
     const ended = (async () => {
       try {
-        for await (const response of api.subscriptions.streamMessages({ subscriptionId, consumerId: "s1" }, { signal: controller.signal })) {
+        for await (const response of api.subscriptions.streamMessages(
+          { subscriptionId, consumerId: "s1" },
+          { signal: controller.signal },
+        )) {
           for (const message of response.data) received.push({ payload: message.payload, atMs: Date.now() });
         }
       } catch {
@@ -152,7 +155,11 @@ describe.each(protocols)("delayed publish's bad input over %s", (protocol) => {
     const { topicId: edgeTopic, subscriptionId } = await createSubscription(api);
     await api.topics.publishMessages({ topicId: edgeTopic, messages: [{ n: 0 }], delaySeconds: 0 });
     await api.topics.publishMessages({ topicId: edgeTopic, messages: [{ n: 1 }], delaySeconds: 31_536_000 });
-    await api.topics.publishMessages({ topicId: edgeTopic, messages: [{ n: 2 }], deliverAt: timestampFromMs(Date.now() + 364 * 86_400_000) });
+    await api.topics.publishMessages({
+      topicId: edgeTopic,
+      messages: [{ n: 2 }],
+      deliverAt: timestampFromMs(Date.now() + 364 * 86_400_000),
+    });
     expect(payloads(await consume(api, subscriptionId))).toEqual([{ n: 0 }]);
     expect(await metrics(api, subscriptionId)).toEqual({ available: 2, delivered: 1, acked: 0, dlq: 0 });
   });

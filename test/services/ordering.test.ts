@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import type { JsonObject } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -213,7 +214,7 @@ describe.each(["rest", "connect-binary", "grpc"] as const satisfies Protocol[])(
     const calls = 3;
     // Each call publishes the next two messages of every value, interleaved, and two without the key.
     for (let call = 0; call < calls; call++) {
-      const messages: Record<string, unknown>[] = [];
+      const messages: JsonObject[] = [];
       for (let step = 0; step < perValue / calls; step++) {
         for (let value = 0; value < values; value++) messages.push({ k: `v${value}`, seq: call * (perValue / calls) + step });
         messages.push({ seq: -1, call });
@@ -254,6 +255,8 @@ describe.each(["rest", "connect-binary", "grpc"] as const satisfies Protocol[])(
     }
     expect(watch.overlaps).toEqual([]);
     expectInOrder(watch.delivered, values, perValue);
+    // Nacks and expired leases did bring messages back.
+    expect([...watch.delivered.values()].flat().length).toBeGreaterThan(values * perValue + 5);
     expect(await metrics(api, subscriptionId)).toEqual({ available: 0, delivered: 0, acked: total, dlq: 0 });
   }, 120_000);
 });

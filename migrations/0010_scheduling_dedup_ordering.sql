@@ -43,10 +43,11 @@ CREATE INDEX messages_ordering_idx ON messages (subscription_key, ordering_hash,
 -- never the ready index, where the keyed messages of the subscription would be walked past too.
 CREATE INDEX messages_unkeyed_idx ON messages (subscription_key, available_at) WHERE ordering_hash = 0;
 
--- The values of de-duplicated topics' keys published within their window, by digest.
+-- The values of de-duplicated topics' keys published within their window, by digest (a value may
+-- be as long as a payload, more than an index entry can hold).
 CREATE TABLE dedup_keys (
     topic_id TEXT NOT NULL,
-    value_hash BYTEA NOT NULL,
+    value_hash UUID NOT NULL, -- the MD5 of the value's text form: anyone who can publish a value can publish it first anyway
     expires_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (topic_id, value_hash)
 );
@@ -151,11 +152,15 @@ $$;
 -- without the key, and the first of each value that no claim within its window holds.
 CREATE FUNCTION claim_dedup_keys(p_topic topics, p_messages JSON, p_text_forms JSONB)
 RETURNS BIGINT[]
-LANGUAGE sql
+LANGUAGE plpgsql
+SET enable_seqscan = off
 AS $$
+DECLARE
+    v_kept BIGINT[];
+BEGIN
     WITH keyed AS (
         SELECT m.position,
-               sha256(convert_to(payload_key_text(m.payload, p_text_forms -> (m.position::INTEGER - 1), p_topic.dedup_key), 'UTF8')) AS value_hash
+               md5(payload_key_text(m.payload, p_text_forms -> (m.position::INTEGER - 1), p_topic.dedup_key))::UUID AS value_hash
         FROM json_array_elements(p_messages) WITH ORDINALITY AS m (payload, position)
     ),
     firsts AS (
@@ -178,7 +183,9 @@ AS $$
         SELECT k.position FROM keyed AS k WHERE k.value_hash IS NULL
         UNION ALL
         SELECT f.position FROM firsts AS f JOIN claimed AS c USING (value_hash)
-    );
+    ) INTO v_kept;
+    RETURN v_kept;
+END;
 $$;
 
 DROP FUNCTION publish_messages(TEXT, JSON, JSONB);

@@ -168,6 +168,31 @@ describe.each(protocols)("ordered subscriptions over %s", (protocol) => {
     expect(await metrics(api, subscriptionId)).toEqual({ available: 0, delivered: 1, acked: 0, dlq: 1 });
   });
 
+  // Needs the dead-letter functions to carry messages.ordering_hash to dead_letters and back (wired
+  // in at the merge with migration 0011, which restates them); until then a reprocessed message of an
+  // ordered subscription has no ordering hash, and no consume finds it.
+  it.skip("puts a reprocessed dead letter back at its place in its value's order", async () => {
+    const { topicId, subscriptionId } = await orderedSubscription(api, { maxDeliveryAttempts: 1 });
+    await api.topics.publishMessages({
+      topicId,
+      messages: [
+        { k: "a", n: 1 },
+        { k: "a", n: 2 },
+        { k: "a", n: 3 },
+      ],
+    });
+    const first = await consume(api, subscriptionId);
+    await api.subscriptions.nackMessages({ subscriptionId, messageIds: [idOf(first, 1)] });
+    const second = await consume(api, subscriptionId);
+    expect(numbers(second)).toEqual([2]);
+    await api.subscriptions.ackMessages({ subscriptionId, messageIds: [idOf(second, 2)] });
+    await api.subscriptions.reprocessDlqMessages({ subscriptionId, messageIds: [idOf(first, 1)] });
+    const revived = await consume(api, subscriptionId);
+    expect(numbers(revived)).toEqual([1]);
+    await api.subscriptions.ackMessages({ subscriptionId, messageIds: [idOf(revived, 1)] });
+    expect(numbers(await consume(api, subscriptionId))).toEqual([3]);
+  });
+
   it("redelivers a head whose lease expired before the next message of its value", async () => {
     const { topicId, subscriptionId } = await orderedSubscription(api, { ackDeadlineSeconds: 1 });
     await api.topics.publishMessages({

@@ -30,7 +30,7 @@ export function topicFromRow(row: topics.TopicRow) {
  * `delay_seconds` or `deliver_at` gives. Refuses both together, and a deliver_at more than a
  * minute in the past or more than a year ahead.
  */
-export function availableAtOf(request: { delaySeconds?: number; deliverAt?: Timestamp }, nowMs = Date.now()): Date | undefined {
+function availableAtOf(request: { delaySeconds?: number; deliverAt?: Timestamp }, nowMs = Date.now()): Date | undefined {
   const { delaySeconds, deliverAt } = request;
   if (delaySeconds !== undefined && deliverAt !== undefined) {
     throw new ConnectError("delay_seconds and deliver_at cannot both be set", Code.InvalidArgument);

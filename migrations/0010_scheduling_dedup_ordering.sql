@@ -18,12 +18,14 @@
 -- array order, on one connection. The head of a value is its first message still queued; it is the
 -- only one of its value that consume may deliver, and only when ready and not delivered. So a nacked
 -- or expired head blocks its value until it is delivered again and acked, and a dead-lettered head
--- leaves the table and unblocks it, with no bookkeeping in ack, nack or the dead-letter functions.
+-- leaves the table and unblocks it: ack and nack keep no other bookkeeping.
 -- Consume finds the ready heads by a skip scan of messages_ordering_idx, one probe per value, from a
 -- random hash onwards (so that no value is always served first), and stops once its batch is full:
 -- its cost follows the number of values with queued messages that it walks, never the backlog's
 -- depth. Messages without the key have an index of their own, so they never queue behind keyed ones.
--- dead_letters carries ordering_hash, so that a reprocessed message keeps its order.
+-- dead_letters has an ordering_hash column too: the functions that move messages to the dead-letter
+-- queue and back must carry it, so that a reprocessed message of an ordered subscription keeps its
+-- place (a message of an ordered subscription with a NULL ordering_hash is found by no consume).
 
 ALTER TABLE topics
     ADD COLUMN dedup_key TEXT,

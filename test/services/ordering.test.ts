@@ -152,6 +152,14 @@ describe.each(protocols)("ordered subscriptions over %s", (protocol) => {
     expect(await metrics(api, subscriptionId)).toEqual({ available: 0, delivered: 5, acked: 3, dlq: 0 });
   });
 
+  it("leaves an unordered subscription of the same topic as it was: every message at once", async () => {
+    const { topicId } = await orderedSubscription(api);
+    const plain = uniqueId("plain");
+    await api.subscriptions.createSubscription({ id: plain, topicId });
+    await api.topics.publishMessages({ topicId, messages: [{ k: "a", n: 1 }, { k: "a", n: 2 }, { n: 3 }] });
+    expect(numbers(await consume(api, plain))).toEqual([1, 2, 3]);
+  });
+
   it("unblocks a value when its head is dead-lettered", async () => {
     const { topicId, subscriptionId } = await orderedSubscription(api, { maxDeliveryAttempts: 1 });
     await api.topics.publishMessages({

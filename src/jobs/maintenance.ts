@@ -101,8 +101,8 @@ type Settings = Pick<
 >;
 
 /**
- * Runs the lease expiry, the cleanup commands and the table maintenance (with the end of
- * de-duplication windows) in the server on their
+ * Runs the lease expiry, the cleanup commands and the table maintenance (which also forgets
+ * the de-duplication claims whose window has ended) in the server on their
  * intervals (0 switches one off), so that cron is optional; a job still
  * running when its next turn comes skips that turn. Returns a function that
  * stops them and waits for the runs in progress.

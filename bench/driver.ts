@@ -4,6 +4,14 @@ import type { JsonObject } from "@bufbuild/protobuf";
 export interface BenchSubscription {
   id: string;
   filter: JsonObject | null;
+  /** The payload key that orders the subscription's delivery, if any. */
+  orderingKey?: string;
+}
+
+/** A scenario's topic settings beyond the seed's. */
+export interface BenchTopic {
+  /** The payload key that de-duplicates publishing, if any. */
+  dedupKey?: string;
 }
 
 /** Publishes batches of messages to the scenario's topic, over one connection. */
@@ -23,8 +31,8 @@ export interface Consumer {
 /** One way of doing the scenario's durable work: raw SQL, REST or gRPC. */
 export interface Driver {
   name: string;
-  /** Creates the topic and subscriptions, empty. */
-  setup(topic: string, subscriptions: BenchSubscription[]): Promise<void>;
+  /** Creates the topic and subscriptions, empty; the raw-SQL baseline has no ordering or de-duplication. */
+  setup(topic: string, subscriptions: BenchSubscription[], settings?: BenchTopic): Promise<void>;
   publisher(): Promise<Publisher>;
   consumer(subscriptionId: string): Promise<Consumer>;
   /** Removes what setup created, with every message left. */

@@ -14,16 +14,17 @@ export function createGrpcDriver(baseUrl: string, options: { stream?: boolean } 
   const clients = () => createFastPubSubClient(baseUrl, { protocol: "grpc" });
   return {
     name: options.stream ? "fastpubsub gRPC streaming" : "fastpubsub gRPC",
-    async setup(topicId, subscriptions) {
+    async setup(topicId, subscriptions, settings = {}) {
       topic = topicId;
       const admin = clients();
       await admin.topics.deleteTopic({ id: topic }).catch(() => undefined);
-      await admin.topics.createTopic({ id: topic });
+      await admin.topics.createTopic({ id: topic, dedupKey: settings.dedupKey });
       for (const subscription of subscriptions) {
         await admin.subscriptions.createSubscription({
           id: subscription.id,
           topicId: topic,
           filter: fromJson(ValueSchema, subscription.filter),
+          orderingKey: subscription.orderingKey,
         });
       }
     },

@@ -27,13 +27,18 @@ export function createRestDriver(baseUrl: string, options: { waitSeconds?: numbe
   let topic = "";
   return {
     name: options.waitSeconds ? "fastpubsub REST long-poll" : "fastpubsub REST",
-    async setup(topicId, subscriptions) {
+    async setup(topicId, subscriptions, settings = {}) {
       topic = topicId;
       const admin = connection(baseUrl);
       await admin.expect("DELETE", `/topics/${topic}`, [204, 404]);
-      await admin.expect("POST", "/topics", [201], { id: topic });
+      await admin.expect("POST", "/topics", [201], { id: topic, dedup_key: settings.dedupKey });
       for (const subscription of subscriptions) {
-        await admin.expect("POST", "/subscriptions", [201], { id: subscription.id, topic_id: topic, filter: subscription.filter });
+        await admin.expect("POST", "/subscriptions", [201], {
+          id: subscription.id,
+          topic_id: topic,
+          filter: subscription.filter,
+          ordering_key: subscription.orderingKey,
+        });
       }
       await admin.close();
     },

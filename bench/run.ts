@@ -16,7 +16,7 @@ import type { Driver } from "./driver.ts";
 import { buildGoLoadGenerator, goRuns, runGoLoadGenerator } from "./go-load-generator.ts";
 import { createGrpcDriver } from "./grpc.ts";
 import { createRestDriver } from "./rest.ts";
-import { fanOut, latency, pipeline, type Timing } from "./scenarios.ts";
+import { dedupPipeline, fanOut, latency, orderedPipeline, pipeline, type Timing } from "./scenarios.ts";
 import { ensureDatabase, startChild, startServer, stop } from "./server.ts";
 
 const { values: options } = parseArgs({
@@ -39,7 +39,11 @@ const { values: options } = parseArgs({
 if (options.help) {
   process.stdout.write(`npm run bench -- [options]
 
-  --scenario A|A-unthrottled|B|C|all   what to run (default all)
+  --scenario A|A-unthrottled|A-ordered|A-dedup|B|C|all
+                                       what to run (default all); A-ordered is A on a subscription ordered
+                                       by a payload key with 1,000 values, A-dedup A on a topic de-duplicated
+                                       by a payload key with 10 % duplicates; both run against fastpubsub
+                                       only, and compare with A of the same target when it ran before them
   --targets baseline,rest,grpc         what to run it against (default all three); consumers that wait:
                                        "rest-long-poll" (wait_seconds=5) and "grpc-stream" (StreamMessages,
                                        max_outstanding_messages=1000); "bare" adds a reference
@@ -69,7 +73,7 @@ const warmupMs = Number(options.warmup) * 1000;
 const durationMs = Number(options.duration) * 1000;
 const runs = Number(options.runs);
 let targets = options.targets.split(",");
-const scenarios = options.scenario === "all" ? ["A", "A-unthrottled", "B", "C"] : options.scenario.split(",");
+const scenarios = options.scenario === "all" ? ["A", "A-unthrottled", "A-ordered", "A-dedup", "B", "C"] : options.scenario.split(",");
 
 await ensureDatabase(databaseUrl);
 const goLoadGenerator = targets.includes("grpc-go") ? await buildGoLoadGenerator() : undefined;
@@ -109,8 +113,11 @@ const drivers: Record<string, (url: string) => Driver> = {
 };
 
 type ScenarioRun = (driver: Driver, timing: Timing) => Promise<Record<string, number>>;
-const scenarioRuns: Record<string, { metric: string; run: ScenarioRun }> = {
+// `features`: the scenario uses fastpubsub's own features, which neither the baseline nor the bare server has.
+const scenarioRuns: Record<string, { metric: string; run: ScenarioRun; features?: boolean }> = {
   A: { metric: "delivered+acked msg/s", run: (driver, timing) => pipeline(driver, timing, 2000) },
+  "A-ordered": { metric: "delivered+acked msg/s", run: orderedPipeline, features: true },
+  "A-dedup": { metric: "delivered+acked msg/s", run: dedupPipeline, features: true },
   "A-unthrottled": {
     metric: "delivered+acked msg/s",
     run: (driver, timing) => pipeline(driver, timing, Number.POSITIVE_INFINITY),
@@ -121,6 +128,8 @@ const scenarioRuns: Record<string, { metric: string; run: ScenarioRun }> = {
 
 const where = options.url ? `fastpubsub at ${options.url}` : "a fastpubsub server started for each target";
 console.log(`fastpubsub benchmark: database ${new URL(databaseUrl).pathname.slice(1)}, ${where}, ${runs} run(s) each`);
+// Scenario A's figure per target, that the feature scenarios are compared with.
+const plainA = new Map<string, number>();
 for (const name of scenarios) {
   const scenario = scenarioRuns[name];
   if (!scenario) throw new Error(`unknown scenario ${name}`);
@@ -130,6 +139,10 @@ for (const name of scenarios) {
     const create = drivers[target];
     const start = systems[target];
     if ((!create && target !== "grpc-go") || !start) throw new Error(`unknown target ${target}`);
+    if (scenario.features && ["baseline", "bare", "grpc-go"].includes(target)) {
+      console.log(`  ${target.padEnd(9)} skipped: ${name} uses fastpubsub's ordering or de-duplication`);
+      continue;
+    }
     if (target === "grpc-go" && !goRuns(name)) {
       console.log(`  ${target.padEnd(9)} skipped: the Go load generator runs A, A-unthrottled and B`);
       continue;
@@ -165,7 +178,15 @@ for (const name of scenarios) {
     const median = medianOf(results, scenario.metric);
     const value = median[scenario.metric] ?? 0;
     if (target === "baseline") baseline = value;
-    const ratio = baseline && target !== "baseline" ? `  ${(value / baseline).toFixed(2)}× baseline` : "";
+    if (name === "A") plainA.set(target, value);
+    const againstA = plainA.get(target);
+    const ratio = scenario.features
+      ? againstA
+        ? `  ${(value / againstA).toFixed(2)}× A`
+        : ""
+      : baseline && target !== "baseline"
+        ? `  ${(value / baseline).toFixed(2)}× baseline`
+        : "";
     const figures = Object.entries(median);
     const details = figures
       .filter(([key]) => !key.startsWith("cpu "))

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import type { JsonObject } from "@bufbuild/protobuf";
 import { type CpuTimes, cpuPerMessage } from "./cpu.ts";
-import type { BenchSubscription, Driver } from "./driver.ts";
+import type { BenchSubscription, BenchTopic, Driver } from "./driver.ts";
 import { eventPayload } from "./payload.ts";
 
 /** How long to measure, after how long a warm-up, and how to read the CPU time spent. */
@@ -59,25 +60,36 @@ const batches = Array.from({ length: 50 }, (_, b) => Array.from({ length: batchS
 let sequence = 0;
 const batch = () => batches[sequence++ % batches.length] ?? [];
 
+/** A variant of the pipeline: the topic's and the subscription's settings, and the batches its publishers send. */
+export interface PipelineVariant {
+  topic?: BenchTopic;
+  orderingKey?: string;
+  /** Makes one publisher's batch maker: each batch, and how many of its messages the topic keeps. */
+  batches?: () => () => { messages: JsonObject[]; kept: number };
+}
+
 /**
  * Scenario A, the pipeline: one topic, one subscription, two publishers posting
  * batches of 100 and two consumers pulling batches of 100 and acking them.
  * With `backlog`, publishers pause while more than that many messages are unacked.
  */
-export async function pipeline(driver: Driver, timing: Timing, backlog: number) {
-  await driver.setup(topic, [{ id: "bench-a", filter: null }]);
+export async function pipeline(driver: Driver, timing: Timing, backlog: number, variant: PipelineVariant = {}) {
+  await driver.setup(topic, [{ id: "bench-a", filter: null, orderingKey: variant.orderingKey }], variant.topic);
   const published = new Counter();
+  const kept = new Counter();
   const acked = new Counter();
   const publisherLoop = async (running: () => boolean) => {
     const publisher = await driver.publisher();
+    const next = variant.batches?.() ?? (() => ({ messages: batch(), kept: batchSize }));
     while (running()) {
-      if (published.value - acked.value > backlog) {
+      if (kept.value - acked.value > backlog) {
         await acked.changed();
         continue;
       }
-      const messages = batch();
+      const { messages, kept: keptCount } = next();
       await publisher.publish(messages);
       published.add(messages.length);
+      kept.add(keptCount);
     }
     await publisher.close();
   };
@@ -97,6 +109,45 @@ export async function pipeline(driver: Driver, timing: Timing, backlog: number) 
   const loops = [publisherLoop, publisherLoop, consumerLoop, consumerLoop];
   const { rates, cpu } = await measure(timing, { published, acked }, acked, loops);
   return { "delivered+acked msg/s": rates.acked ?? 0, "published msg/s": rates.published ?? 0, ...cpu };
+}
+
+// The ordered pipeline's batches: the same events, each with one of 1,000 accounts, its ordering value.
+const orderedBatches = batches.map((messages, b) =>
+  messages.map((message, n) => ({ ...message, account: String((b * batchSize + n) % 1000) })),
+);
+
+/** Scenario A-ordered: the pipeline on a subscription ordered by `account`, 1,000 distinct values. */
+export function orderedPipeline(driver: Driver, timing: Timing) {
+  return pipeline(driver, timing, 2000, {
+    orderingKey: "account",
+    batches: () => {
+      let next = 0;
+      return () => ({ messages: orderedBatches[next++ % orderedBatches.length] ?? [], kept: batchSize });
+    },
+  });
+}
+
+/**
+ * Scenario A-dedup: the pipeline on a topic de-duplicated by `event_id`, where every tenth message
+ * repeats the event_id of one its publisher sent 95 messages before (so 10 % are dropped).
+ */
+export function dedupPipeline(driver: Driver, timing: Timing) {
+  return pipeline(driver, timing, 2000, {
+    topic: { dedupKey: "event_id" },
+    batches: () => {
+      const publisher = Math.random().toString(36).slice(2, 8);
+      let n = 0;
+      return () => {
+        let kept = 0;
+        const messages = batch().map((message) => {
+          const duplicate = n % 10 === 9 && n >= 95;
+          if (!duplicate) kept++;
+          return { ...message, event_id: `${publisher}-${duplicate ? n++ - 95 : n++}` };
+        });
+        return { messages, kept };
+      };
+    },
+  });
 }
 
 /** Scenario B, fan-out: one topic, five subscriptions (one filtered on country BR or US), two publishers. */

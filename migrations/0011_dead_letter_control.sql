@@ -63,10 +63,10 @@ BEGIN
     WITH buried AS (
         DELETE FROM messages
         WHERE subscription_key = p_subscription_key AND id = ANY (p_message_ids) AND delivered_since(locked_at, '-infinity')
-        RETURNING subscription_key, id, payload, delivery_attempts, created_at
+        RETURNING subscription_key, id, payload, delivery_attempts, created_at, ordering_hash
     )
-    INSERT INTO dead_letters (subscription_key, id, payload, delivery_attempts, created_at, reason)
-    SELECT subscription_key, id, payload, delivery_attempts, created_at, p_reason FROM buried;
+    INSERT INTO dead_letters (subscription_key, id, payload, delivery_attempts, created_at, ordering_hash, reason)
+    SELECT subscription_key, id, payload, delivery_attempts, created_at, ordering_hash, p_reason FROM buried;
     GET DIAGNOSTICS v_buried = ROW_COUNT;
     IF v_buried > 0 THEN
         INSERT INTO queue_counts (subscription_key, delivered, dlq) VALUES (p_subscription_key, -v_buried, v_buried);
@@ -93,11 +93,12 @@ BEGIN
     WITH revived AS (
         DELETE FROM dead_letters
         WHERE id = ANY (p_message_ids) AND subscription_key + 0 = v_key
-        RETURNING subscription_key, id, payload, created_at, reason
+        RETURNING subscription_key, id, payload, created_at, ordering_hash, reason
     ),
     queued AS (
-        INSERT INTO messages (subscription_key, id, payload, created_at)
-        SELECT subscription_key, id, payload, created_at FROM revived
+        -- With its ordering hash, a reprocessed message takes its place in its value's order again.
+        INSERT INTO messages (subscription_key, id, payload, created_at, ordering_hash)
+        SELECT subscription_key, id, payload, created_at, ordering_hash FROM revived
         RETURNING 1
     ),
     by_reason AS (

@@ -392,6 +392,8 @@ function createIdBatcher(send: (ids: string[]) => Promise<unknown>, report: (rea
   };
 }
 
+/** Converts a Date into a google.protobuf.Timestamp, e.g. for PublishMessagesRequest.deliver_at. */
+export { timestampFromDate } from "@bufbuild/protobuf/wkt";
 export * from "../gen/fastpubsub/v1/auth_service_pb.ts";
 export * from "../gen/fastpubsub/v1/client_service_pb.ts";
 export * from "../gen/fastpubsub/v1/subscription_service_pb.ts";

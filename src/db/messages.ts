@@ -19,13 +19,22 @@ export interface MessageRow {
 
 // The hot path runs named (prepared) statements on the plain pg pool; the pool drops the names when told to.
 
-/** Routes a batch of payloads to the topic's subscriptions; FP404 for a missing topic. Returns the rows routed. */
-export async function publishMessages(queue: QueueClient, topicId: string, payloads: readonly JsonObject[]): Promise<number> {
+/**
+ * Routes a batch of payloads to the topic's subscriptions, ready at `availableAt` (now when
+ * undefined), dropping those a de-duplicated topic has seen within its window; FP404 for a
+ * missing topic. Returns the rows routed.
+ */
+export async function publishMessages(
+  queue: QueueClient,
+  topicId: string,
+  payloads: readonly JsonObject[],
+  availableAt?: Date,
+): Promise<number> {
   const text = JSON.stringify(payloads);
   const { rows } = await queue.query<{ routed: number }>({
     name: "publish_messages",
-    text: "SELECT publish_messages($1, $2::json, $3::jsonb) AS routed",
-    values: [topicId, text, textFormsOf(payloads, text)],
+    text: "SELECT publish_messages($1, $2::json, $3::jsonb, $4::timestamptz) AS routed",
+    values: [topicId, text, textFormsOf(payloads, text), availableAt?.toISOString() ?? null],
   });
   return rows[0]?.routed ?? 0;
 }
@@ -183,6 +192,13 @@ export function cleanupStuckMessages(db: DatabaseConnection, lockTimeoutSeconds:
 export function cleanupAckedMessages(db: DatabaseConnection, olderThanSeconds: number) {
   return db.oneFirst(sql.type(z.object({ forgotten: z.bigint() }))`
     SELECT cleanup_acked_messages(${olderThanSeconds}) AS forgotten
+  `);
+}
+
+/** Deletes up to `limit` de-duplication claims whose window has ended; returns how many. */
+export function forgetExpiredDedupKeys(db: DatabaseConnection, limit: number) {
+  return db.oneFirst(sql.type(z.object({ forgotten: z.number() }))`
+    SELECT forget_expired_dedup_keys(${limit}) AS forgotten
   `);
 }
 

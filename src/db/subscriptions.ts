@@ -14,6 +14,7 @@ export const SubscriptionRow = z.object({
   backoff_min_seconds: z.number(),
   backoff_max_seconds: z.number(),
   ack_deadline_seconds: z.number(),
+  ordering_key: z.string().nullable(),
   created_at: z.number(),
 });
 export type SubscriptionRow = z.infer<typeof SubscriptionRow>;
@@ -27,6 +28,8 @@ export interface NewSubscription {
   backoffMinSeconds: number;
   backoffMaxSeconds: number;
   ackDeadlineSeconds: number;
+  /** The payload key that orders delivery, if any. */
+  orderingKey?: string;
 }
 
 /** Inserts a subscription; FP409 when the id is taken, FP404 when the topic is missing. */
@@ -40,7 +43,8 @@ export function createSubscription(db: DatabaseConnection, subscription: NewSubs
       ${subscription.maxDeliveryAttempts},
       ${subscription.backoffMinSeconds},
       ${subscription.backoffMaxSeconds},
-      ${subscription.ackDeadlineSeconds}
+      ${subscription.ackDeadlineSeconds},
+      ${subscription.orderingKey ?? null}
     )
   `);
 }

@@ -6,12 +6,20 @@ import type { DatabaseConnection } from "./pool.ts";
 export const TopicRow = z.object({
   id: z.string(),
   created_at: z.number(), // ms since epoch: slonik's timestamptz parser
+  dedup_key: z.string().nullable(),
+  dedup_window_seconds: z.number().nullable(),
 });
 export type TopicRow = z.infer<typeof TopicRow>;
 
-/** Inserts a topic; FP409 when the id is taken. */
-export function createTopic(db: DatabaseConnection, id: string) {
-  return db.one(sql.type(TopicRow)`SELECT * FROM create_topic(${id})`);
+/** How a new topic de-duplicates its publishing: by a payload key, within a window. */
+export interface Dedup {
+  key: string;
+  windowSeconds: number;
+}
+
+/** Inserts a topic, de-duplicated when `dedup` is given; FP409 when the id is taken. */
+export function createTopic(db: DatabaseConnection, id: string, dedup?: Dedup) {
+  return db.one(sql.type(TopicRow)`SELECT * FROM create_topic(${id}, ${dedup?.key ?? null}, ${dedup?.windowSeconds ?? null})`);
 }
 
 /** Returns one topic; FP404 when there is none. */

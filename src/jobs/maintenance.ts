@@ -7,7 +7,7 @@ import type { DatabasePool } from "../db/pool.ts";
 import type { Logger } from "../logger.ts";
 
 // The tables that every message RPC writes to, and so leaves dead rows in.
-const hotTables = ["messages", "queue_counts", "acked_counts", "dead_letters", "dead_letter_counts"] as const;
+const hotTables = ["messages", "queue_counts", "acked_counts", "dead_letters", "dead_letter_counts", "dedup_keys"] as const;
 
 // Any constant works; it only has to be the same for every fastpubsub process.
 const maintenanceLockKey = 7_303_202_402;
@@ -77,6 +77,19 @@ export async function expireLeases(db: DatabasePool): Promise<number> {
   }
 }
 
+// The most expired de-duplication claims one statement deletes; a run repeats it while it deletes that many.
+const forgetDedupKeysBatch = 1000;
+
+/** Deletes every de-duplication claim whose window has ended, a bounded batch per statement; returns how many. */
+export async function forgetExpiredDedupKeys(db: DatabasePool): Promise<number> {
+  let forgotten = 0;
+  for (;;) {
+    const batch = await messages.forgetExpiredDedupKeys(db, forgetDedupKeysBatch);
+    forgotten += batch;
+    if (batch < forgetDedupKeysBatch) return forgotten;
+  }
+}
+
 type Settings = Pick<
   Config,
   | "expireLeasesIntervalSeconds"
@@ -88,7 +101,8 @@ type Settings = Pick<
 >;
 
 /**
- * Runs the lease expiry, the cleanup commands and the table maintenance in the server on their
+ * Runs the lease expiry, the cleanup commands and the table maintenance (which also forgets
+ * the de-duplication claims whose window has ended) in the server on their
  * intervals (0 switches one off), so that cron is optional; a job still
  * running when its next turn comes skips that turn. Returns a function that
  * stops them and waits for the runs in progress.
@@ -123,6 +137,9 @@ export function startMaintenance(db: DatabasePool, databaseUrl: string, settings
       name: "maintenance",
       seconds: settings.maintenanceIntervalSeconds,
       run: async () => {
+        // Claims whose window ended first, so that the vacuum that follows reclaims their space.
+        const forgotten = await forgetExpiredDedupKeys(db);
+        if (forgotten > 0) logger.debug("forgot expired de-duplication claims", { forgotten });
         const vacuumed = await maintainTables(db, databaseUrl);
         if (vacuumed.length > 0) logger.debug("vacuumed", { tables: vacuumed });
       },

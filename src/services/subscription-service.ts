@@ -11,7 +11,7 @@ import * as subscriptions from "../db/subscriptions.ts";
 import type { Waiting } from "../waiting/waiting.ts";
 import { payloadFromText } from "../wire/payload-text.ts";
 
-/** Converts a subscriptions row into the API's Subscription; a null filter stays null. */
+/** Converts a subscriptions row into the API's Subscription; a null filter stays null, and ordering_key is set only when it is. */
 export function subscriptionFromRow(row: subscriptions.SubscriptionRow) {
   return create(SubscriptionSchema, {
     id: row.id,
@@ -22,6 +22,7 @@ export function subscriptionFromRow(row: subscriptions.SubscriptionRow) {
     backoffMaxSeconds: row.backoff_max_seconds,
     createdAt: timestampFromMs(row.created_at),
     ackDeadlineSeconds: row.ack_deadline_seconds,
+    orderingKey: row.ordering_key ?? undefined,
   });
 }
 
@@ -113,6 +114,7 @@ export function createSubscriptionService(db: Database, settings: Settings, wait
         backoffMinSeconds,
         backoffMaxSeconds,
         ackDeadlineSeconds: request.ackDeadlineSeconds ?? settings.subscriptionAckDeadlineSeconds,
+        orderingKey: request.orderingKey,
       });
       return subscriptionFromRow(row);
     },

@@ -22,15 +22,25 @@ export interface WaitingSettings {
   coalesceMs?: number;
 }
 
+// A delayed publish wakes its topic's waiters when its messages are due, rounded up to this step:
+// publishes due within one step share a timer.
+const dueStepMs = 100;
+// The most such timers a process keeps, and the longest delay one covers; the fallback check finds the rest.
+const maxDueTimers = 10_000;
+const maxDueDelayMs = 2_000_000_000;
+
 /**
  * Waiting consumers of one server process (long-polls and streams), and what
  * wakes them: a publish through this process wakes its topic's waiters at
- * once; other processes hear it through a NOTIFY on channel
- * fastpubsub_messages, at most one per topic per short window, sent after the
+ * once (a delayed one, when its messages are due); other processes hear it
+ * through a NOTIFY on channel fastpubsub_messages, at most one per topic per
+ * short window (a delayed publish's carries its due time), sent after the
  * publish committed and outside its transaction (NOTIFY serialises the commits
  * of the transactions that send one); and a fallback check, one statement for
- * all waiting subscriptions, finds what a lost notification missed (every
- * second, or every quarter second while notifications cannot be heard).
+ * all waiting subscriptions, finds what a lost notification missed, and
+ * messages whose backoff ended (every second, or every quarter second while
+ * notifications cannot be heard). On an ordered subscription, an ack or a nack
+ * may let the next message of its ordering value go, so it wakes a waiter too.
  */
 export function createWaiting(options: { db: Database; notifications: Notifications; logger: Logger; settings: WaitingSettings }) {
   const { db, notifications, settings } = options;
@@ -39,16 +49,20 @@ export function createWaiting(options: { db: Database; notifications: Notificati
   const coalesceMs = settings.coalesceMs ?? 10;
   const waiters = createWaiters();
   const instance = randomUUID();
-  // A subscription's topic never changes; a deleted one is found by the consumer's next statement.
-  const topics = new LRUCache<string, string>({ max: 10_000, ttl: 60_000 });
+  // A subscription's topic and ordering never change; a deleted one is found by the consumer's next statement.
+  const subscriptions = new LRUCache<string, { topicId: string; ordered: boolean }>({ max: 10_000, ttl: 60_000 });
+  // Timers that wake a topic's waiters when delayed messages are due, by topic and due step.
+  const dueTimers = new Map<string, NodeJS.Timeout>();
   // Topics whose NOTIFY went out within the window: "again" when another publish came meanwhile.
   const recentNotifies = new Map<string, "sent" | "again">();
   let closed = false;
 
   notifications.subscribe(channel, {
     notified(payload) {
-      const [from, topicId] = payload.split(" ");
-      if (from !== instance && topicId) waiters.wakeTopic(topicId);
+      const [from, topicId, dueMs] = payload.split(" ");
+      if (from === instance || !topicId) return;
+      if (dueMs === undefined) waiters.wakeTopic(topicId);
+      else wakeWhenDue(topicId, Number(dueMs));
     },
     // Anything published while nobody listened is found by a check now.
     listening: () => void check(),
@@ -68,6 +82,21 @@ export function createWaiting(options: { db: Database; notifications: Notificati
     }, coalesceMs);
     timer.unref();
   };
+
+  /** Wakes a topic's waiters once `dueMs` (ms since the epoch) has passed; false when a timer for that step was already set, or none can be. */
+  function wakeWhenDue(topicId: string, dueMs: number): boolean {
+    const step = Math.ceil(dueMs / dueStepMs) * dueStepMs;
+    const key = `${topicId} ${step}`;
+    const delayMs = step - Date.now();
+    if (closed || dueTimers.has(key) || dueTimers.size >= maxDueTimers || !(delayMs <= maxDueDelayMs)) return false;
+    const timer = setTimeout(() => {
+      dueTimers.delete(key);
+      waiters.wakeTopic(topicId);
+    }, delayMs);
+    timer.unref();
+    dueTimers.set(key, timer);
+    return true;
+  }
 
   let checking = false;
   async function check() {
@@ -103,10 +132,11 @@ export function createWaiting(options: { db: Database; notifications: Notificati
      * resource_exhausted for a stream beyond the limit. Disarm it once done.
      */
     async arm(subscriptionId: string, kind: WaiterKind): Promise<Waiter> {
-      let topicId = topics.get(subscriptionId);
-      if (topicId === undefined) {
-        topicId = (await getSubscription(db.pool, subscriptionId)).topic_id;
-        topics.set(subscriptionId, topicId);
+      let subscription = subscriptions.get(subscriptionId);
+      if (subscription === undefined) {
+        const row = await getSubscription(db.pool, subscriptionId);
+        subscription = { topicId: row.topic_id, ordered: row.ordering_key !== null };
+        subscriptions.set(subscriptionId, subscription);
       }
       // A stream keeps one waiter armed for as long as it is open.
       if (kind === "stream" && waiters.counts().stream >= settings.maxStreams) {
@@ -115,11 +145,23 @@ export function createWaiting(options: { db: Database; notifications: Notificati
           Code.ResourceExhausted,
         );
       }
-      return waiters.arm(subscriptionId, topicId, kind);
+      return waiters.arm(subscriptionId, subscription.topicId, kind);
     },
 
-    /** Tells waiters that a topic has new messages: this process's at once, other processes' through a coalesced NOTIFY. */
-    published(topicId: string) {
+    /**
+     * Tells waiters that a topic has new messages: this process's at once, other processes' through a
+     * coalesced NOTIFY; messages due at `dueMs` (ms since the epoch) wake them then.
+     */
+    published(topicId: string, dueMs?: number) {
+      if (dueMs !== undefined && dueMs > Date.now()) {
+        // One NOTIFY per topic and due step: the other processes set their own timers.
+        if (wakeWhenDue(topicId, dueMs)) {
+          notify(db.queue, channel, `${instance} ${topicId} ${dueMs}`).catch((error: unknown) =>
+            options.logger.debug("could not notify other servers of a delayed publish", { error: String(error) }),
+          );
+        }
+        return;
+      }
       waiters.wakeTopic(topicId);
       if (closed) return;
       if (recentNotifies.has(topicId)) {
@@ -133,11 +175,12 @@ export function createWaiting(options: { db: Database; notifications: Notificati
     /**
      * Tells waiters that deliveries of a subscription ended (acked, nacked,
      * released): streams at their limit have room; `ready` when the messages are
-     * available again at once.
+     * available again at once. On an ordered subscription the next message of an
+     * ordering value may be ready whatever `ready` says.
      */
     released(subscriptionId: string, ready: boolean) {
       waiters.wakeFull(subscriptionId);
-      if (ready) waiters.wakeSubscription(subscriptionId);
+      if (ready || subscriptions.get(subscriptionId, { allowStale: true })?.ordered) waiters.wakeSubscription(subscriptionId);
     },
 
     /** Tells waiters that their subscription was deleted. */
@@ -162,6 +205,8 @@ export function createWaiting(options: { db: Database; notifications: Notificati
     close() {
       closed = true;
       clearTimeout(timer);
+      for (const dueTimer of dueTimers.values()) clearTimeout(dueTimer);
+      dueTimers.clear();
       waiters.close();
     },
   };

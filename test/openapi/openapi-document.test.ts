@@ -62,7 +62,14 @@ const deliverySettings = {
 } as const;
 
 const calls: Call[] = [
-  { operationId: "CreateTopic", method: "post", path: "/topics", status: "201", body: "object" },
+  {
+    operationId: "CreateTopic",
+    method: "post",
+    path: "/topics",
+    status: "201",
+    query: { dedup_key: "string", dedup_window_seconds: "integer" },
+    body: "object",
+  },
   { operationId: "GetTopic", method: "get", path: "/topics/{id}", status: "200", pathParams: ["id"] },
   { operationId: "ListTopics", method: "get", path: "/topics", status: "200", query: page },
   { operationId: "DeleteTopic", method: "delete", path: "/topics/{id}", status: "204", pathParams: ["id"] },
@@ -72,9 +79,17 @@ const calls: Call[] = [
     path: "/topics/{topic_id}/messages",
     status: "204",
     pathParams: ["topic_id"],
+    query: { delay_seconds: "integer", deliver_at: "string" },
     body: "array",
   },
-  { operationId: "CreateSubscription", method: "post", path: "/subscriptions", status: "201", query: deliverySettings, body: "object" },
+  {
+    operationId: "CreateSubscription",
+    method: "post",
+    path: "/subscriptions",
+    status: "201",
+    query: { ...deliverySettings, ordering_key: "string" },
+    body: "object",
+  },
   { operationId: "GetSubscription", method: "get", path: "/subscriptions/{id}", status: "200", pathParams: ["id"] },
   { operationId: "ListSubscriptions", method: "get", path: "/subscriptions", status: "200", query: page },
   {
@@ -342,6 +357,7 @@ describe("gen/openapi.json", () => {
       "backoff_max_seconds",
       "created_at",
       "ack_deadline_seconds",
+      "ordering_key",
     ]);
   });
 

@@ -89,9 +89,17 @@ export function restBinding(method: DescMethod, rule: HttpRule, isRequired: (fie
   };
 }
 
-/** Whether a field's value can be written as text, as in a query string or a form: a scalar, an enum, or a list of those. */
+/**
+ * Whether a field's value can be written as text, as in a query string or a form: a scalar, an
+ * enum, a google.protobuf.Timestamp (RFC 3339, as proto JSON writes it), or a list of scalars or enums.
+ */
 function isPlain(field: DescField) {
-  return field.fieldKind === "scalar" || field.fieldKind === "enum" || (field.fieldKind === "list" && field.listKind !== "message");
+  return (
+    field.fieldKind === "scalar" ||
+    field.fieldKind === "enum" ||
+    (field.fieldKind === "message" && field.message.typeName === "google.protobuf.Timestamp") ||
+    (field.fieldKind === "list" && field.listKind !== "message")
+  );
 }
 
 function fieldsByName(fields: readonly DescField[]): Map<string, DescField> {

@@ -4,8 +4,11 @@
  * a fresh database on FASTPUBSUB_TEST_DATABASE_URL's cluster (else the local
  * PostgreSQL at 127.0.0.1:5432), fills it with a few topics, subscriptions and
  * dead letters, and drives Debian's Chromium (or CHROMIUM_PATH) through the views.
+ * `npm run console:screenshots -- DIR` writes them to DIR instead.
  */
 import { mkdir } from "node:fs/promises";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import type { Page } from "playwright-core";
@@ -20,7 +23,7 @@ import { launchChromium } from "../test/support/chromium.ts";
 import { databaseUrl, query } from "../test/support/db.ts";
 
 const adminUrl = process.env.FASTPUBSUB_TEST_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
-const out = new URL("screenshots/", import.meta.url);
+const out = process.argv[2] ? pathToFileURL(`${resolve(process.argv[2])}/`) : new URL("screenshots/", import.meta.url);
 const database = `fastpubsub_screenshots_${process.pid}`;
 
 await query(adminUrl, `CREATE DATABASE ${database}`);
@@ -67,10 +70,18 @@ try {
       }),
     });
 
-  // A few of billing's messages fail their only attempt and are dead-lettered.
+  // A few of billing's messages are dead-lettered: the first by a consumer that found it bad,
+  // with its reason, the others because they failed their only attempt.
   await publish(4);
   const failed = await api.subscriptions.consumeMessages({ subscriptionId: "billing", consumerId: "billing-1", batchSize: 3 });
-  await api.subscriptions.nackMessages({ subscriptionId: "billing", messageIds: failed.data.map((message) => message.id) });
+  const [bad, ...retried] = failed.data.map((message) => message.id);
+  await api.subscriptions.nackMessages({
+    subscriptionId: "billing",
+    messageIds: bad ? [bad] : [],
+    deadLetter: true,
+    reason: "invoice rejected: the customer has no billing address",
+  });
+  await api.subscriptions.nackMessages({ subscriptionId: "billing", messageIds: retried });
 
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await context.newPage();
@@ -133,5 +144,5 @@ async function shoot(page: Page, name: string, fullPage = true) {
   // Let the last refresh land before the picture.
   await page.waitForTimeout(500);
   await page.screenshot({ path: new URL(`${name}.png`, out).pathname, fullPage });
-  console.log(`console/screenshots/${name}.png`);
+  console.log(new URL(`${name}.png`, out).pathname);
 }

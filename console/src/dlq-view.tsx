@@ -7,6 +7,26 @@ import { confirmAction, ErrorLine, Json, ScopeNote, Time, useAction } from "./ui
 
 const pageSize = 20;
 
+// What the server's own reasons mean; any other reason is the text a consumer's nack gave.
+const reasonNotes: Record<string, string> = {
+  max_delivery_attempts: "it used up its delivery attempts",
+  lease_expired: "its last lease ended without an ack",
+  nacked: "a nack sent it here without a reason",
+};
+
+/** A dead letter's reason exactly as the server gave it, and what it means. */
+function Reason({ reason }: { reason?: string }) {
+  // Every dead letter has a reason since migration 0011; a nack may give an empty one.
+  if (reason === undefined) return <span class="hint">not reported</span>;
+  const note = reasonNotes[reason] ?? (reason === "" ? "its last nack gave an empty reason" : "given by its last nack");
+  return (
+    <>
+      <code data-field="reason">{reason}</code>
+      <span class="hint reason-note">{note}</span>
+    </>
+  );
+}
+
 /** Lists a page of a subscription's dead letters, with actions on the selected ones and on all. */
 export function DlqView({ subscriptionId }: { subscriptionId: string }) {
   const tick = useTick();
@@ -65,6 +85,8 @@ export function DlqView({ subscriptionId }: { subscriptionId: string }) {
     if (answer) {
       setDone(`${kind === "reprocess" ? "Reprocessed" : "Purged"} ${what}.`);
       setSelected(new Set());
+      // After all of them, a later page would only say "No more dead letters".
+      if (all) setOffset(0);
       refreshNow();
     }
   }
@@ -117,9 +139,11 @@ export function DlqView({ subscriptionId }: { subscriptionId: string }) {
             </label>
             <dl>
               <dt>Reason</dt>
-              <dd data-field="reason">{message.reason || "not given"}</dd>
-              <dt>Dead-lettered</dt>
               <dd>
+                <Reason reason={message.reason} />
+              </dd>
+              <dt>Dead-lettered</dt>
+              <dd data-field="dead-lettered-at">
                 <Time value={message.deadLetteredAt} />
               </dd>
               <dt>Delivery attempts</dt>

@@ -1,6 +1,8 @@
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Message } from "../../gen/fastpubsub/v1/subscription_service_pb.ts";
 import { createFastPubSubClient, type FastPubSubClient } from "../../src/client.ts";
 import { createDatabasePool, type DatabasePool } from "../../src/db/pool.ts";
 import { registerClient } from "../../src/services/client-service.ts";
@@ -74,7 +76,40 @@ describe("the console with authentication off", { timeout: 120_000 }, () => {
     await server?.close();
   });
 
-  it("goes from a new topic to a redriven dead letter", async () => {
+  /** Consumes `count` messages of orders-br through the API, waiting for them (each nacked message waits out a 1-second backoff). */
+  async function consume(count: number) {
+    const messages: Message[] = [];
+    for (let round = 0; round < 10 && messages.length < count; round++) {
+      const { data } = await api.subscriptions.consumeMessages({
+        subscriptionId: "orders-br",
+        consumerId: "w1",
+        batchSize: count - messages.length,
+        waitSeconds: 5,
+      });
+      messages.push(...data);
+    }
+    expect(messages).toHaveLength(count);
+    return messages.sort((a, b) => Number(a.payload?.order) - Number(b.payload?.order));
+  }
+
+  /** orders-br's counts from GetSubscriptionMetrics, and its dead letters by reason from /metrics. */
+  async function counts() {
+    const { available, delivered, acked, dlq } = await api.subscriptions.getSubscriptionMetrics({ subscriptionId: "orders-br" });
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    const gauge = (reason: string) => {
+      const name = `fastpubsub_subscription_dead_letters{subscription="orders-br",reason="${reason}"} `;
+      const line = text.split("\n").find((candidate) => candidate.startsWith(name));
+      return line === undefined ? undefined : Number(line.slice(name.length));
+    };
+    const byReason = {
+      max_delivery_attempts: gauge("max_delivery_attempts"),
+      lease_expired: gauge("lease_expired"),
+      nacked: gauge("nacked"),
+    };
+    return { available, delivered, acked, dlq, byReason };
+  }
+
+  it("goes from a new topic to dead letters with their reasons, purged and reprocessed", async () => {
     const { context, outside } = await openContext(server.url);
     const page = await openConsole(context, server.url);
     const problems: string[] = [];
@@ -109,58 +144,140 @@ describe("the console with authentication off", { timeout: 120_000 }, () => {
     const subscription = await api.subscriptions.getSubscription({ id: "orders-br" });
     expect(subscription).toMatchObject({ topicId: "orders", maxDeliveryAttempts: 2, backoffMinSeconds: 1, backoffMaxSeconds: 1 });
 
-    // Publish from the console: one message passes the filter, one does not.
+    // Publish from the console: two messages pass the filter, one does not.
     await page.getByRole("link", { name: "Topics" }).click();
     await page.getByRole("button", { name: "Publish to orders" }).click();
     await page.getByLabel("Message JSON").fill("[1]");
     await page.getByText("must be a JSON object, or an array of JSON objects").waitFor();
-    await page.getByLabel("Message JSON").fill('[{"country": "BR", "order": 1}, {"country": "JP", "order": 2}]');
+    await page
+      .getByLabel("Message JSON")
+      .fill('[{"country": "BR", "order": 1}, {"country": "JP", "order": 2}, {"country": "BR", "order": 3}]');
     await page.getByRole("button", { name: "Publish", exact: true }).click();
-    await page.getByRole("status").filter({ hasText: "Published 2 messages to orders." }).waitFor();
+    await page.getByRole("status").filter({ hasText: "Published 3 messages to orders." }).waitFor();
 
     // See the backlog.
     await page.getByRole("link", { name: "Subscriptions" }).click();
-    await expect.poll(metric(page, "orders-br", "available"), pollTimeout).toBe("1");
+    await expect.poll(metric(page, "orders-br", "available"), pollTimeout).toBe("2");
     expect(await metric(page, "orders-br", "dlq")()).toBe("0");
     await page.locator('tr[data-subscription="orders-br"] svg.chart polyline').waitFor();
 
-    // Consume and nack through the API until the message is dead-lettered.
-    for (let attempt = 1; attempt <= 2; attempt++) {
-      const { data } = await api.subscriptions.consumeMessages({ subscriptionId: "orders-br", consumerId: "w1", waitSeconds: 5 });
-      expect(data).toHaveLength(1);
-      await api.subscriptions.nackMessages({ subscriptionId: "orders-br", messageIds: data.map((message) => message.id) });
-    }
-    await expect.poll(metric(page, "orders-br", "dlq"), pollTimeout).toBe("1");
+    // Through the API: nack order 3 to the dead-letter queue with a reason, and let order 1 use up its two attempts.
+    const first = await consume(2);
+    const byOrder = (order: number) => first.find((message) => message.payload?.order === order)?.id ?? "";
+    const [one, three] = [byOrder(1), byOrder(3)];
+    await api.subscriptions.nackMessages({ subscriptionId: "orders-br", messageIds: [three], deadLetter: true, reason: "bad schema" });
+    await api.subscriptions.nackMessages({ subscriptionId: "orders-br", messageIds: [one] });
+    const again = await consume(1);
+    expect(again.map((message) => message.id)).toEqual([one]);
+    await api.subscriptions.nackMessages({ subscriptionId: "orders-br", messageIds: [one] });
+    await expect.poll(metric(page, "orders-br", "dlq"), pollTimeout).toBe("2");
     expect(await metric(page, "orders-br", "available")()).toBe("0");
+    expect(await counts()).toEqual({
+      available: 0,
+      delivered: 0,
+      acked: 0,
+      dlq: 2,
+      byReason: { max_delivery_attempts: 1, lease_expired: 0, nacked: 1 },
+    });
 
-    // See it in the dead-letter queue, with the reason the API gives.
-    const [dead] = (await api.subscriptions.listDlqMessages({ subscriptionId: "orders-br" })).data;
-    if (!dead) throw new Error("the API lists no dead letter");
+    // The dead-letter queue shows each one's real reason, and when it died, as the API gives them.
+    const dead = (await api.subscriptions.listDlqMessages({ subscriptionId: "orders-br" })).data;
+    expect(dead.map((message) => [message.id, message.reason, message.deliveryAttempts])).toEqual([
+      [one, "max_delivery_attempts", 2],
+      [three, "bad schema", 1],
+    ]);
     await page.getByRole("link", { name: "Dead letters of orders-br" }).click();
-    const item = page.locator(`li[data-message="${dead.id}"]`);
-    await item.waitFor();
-    expect(await item.locator('[data-field="attempts"]').textContent()).toBe("2");
-    expect(await item.locator("pre.json").textContent()).toBe(JSON.stringify({ country: "BR", order: 1 }, null, 2));
-    // The reason comes with issue 15's dead-letter work; when the API gives one, the console shows the same text.
-    expect(await item.locator('[data-field="reason"]').textContent()).toBe(dead.reason || "not given");
+    await page.locator('[data-metric="dlq-count"]').filter({ hasText: "2 messages in the dead-letter queue." }).waitFor(pollTimeout);
+    const item = (id: string) => page.locator(`li[data-message="${id}"]`);
+    for (const message of dead) {
+      await item(message.id).waitFor();
+      const at = message.deadLetteredAt ? timestampDate(message.deadLetteredAt).toISOString() : "unset";
+      expect(await item(message.id).locator('[data-field="dead-lettered-at"] time').getAttribute("datetime")).toBe(at);
+    }
+    expect(await item(one).locator('[data-field="reason"]').textContent()).toBe("max_delivery_attempts");
+    expect(await item(one).locator('[data-field="attempts"]').textContent()).toBe("2");
+    expect(await item(one).locator("pre.json").textContent()).toBe(JSON.stringify({ country: "BR", order: 1 }, null, 2));
+    expect(await item(three).locator('[data-field="reason"]').textContent()).toBe("bad schema");
+    expect(await item(three).locator('[data-field="attempts"]').textContent()).toBe("1");
+    expect(await page.locator("li.message").count()).toBe(2);
 
-    // Reprocess it: asked first, and nothing happens on Cancel (nor on a cancelled purge).
-    await item.getByRole("checkbox").check();
+    // Purge the one with the bad schema: asked first, and nothing happens on Cancel (nor on a cancelled reprocess).
+    await item(three).getByRole("checkbox").check();
     await clickAndConfirm(page, page.getByRole("button", { name: "Purge selected" }), "Cancel");
     await clickAndConfirm(page, page.getByRole("button", { name: "Reprocess selected" }), "Cancel");
-    expect((await api.subscriptions.listDlqMessages({ subscriptionId: "orders-br" })).data).toHaveLength(1);
-    await clickAndConfirm(page, page.getByRole("button", { name: "Reprocess selected" }), "Reprocess");
-    await page.getByText("The dead-letter queue is empty.").waitFor(pollTimeout);
+    expect((await api.subscriptions.listDlqMessages({ subscriptionId: "orders-br" })).data).toHaveLength(2);
+    await clickAndConfirm(page, page.getByRole("button", { name: "Purge selected" }), "Purge");
+    await page.getByRole("status").filter({ hasText: "Purged 1 selected message." }).waitFor();
+    await item(three).waitFor({ state: "detached", ...pollTimeout });
+    await page.locator('[data-metric="dlq-count"]').filter({ hasText: "1 message in the dead-letter queue." }).waitFor(pollTimeout);
+    expect((await api.subscriptions.listDlqMessages({ subscriptionId: "orders-br" })).data.map((message) => message.id)).toEqual([one]);
+    expect(await counts()).toEqual({
+      available: 0,
+      delivered: 0,
+      acked: 0,
+      dlq: 1,
+      byReason: { max_delivery_attempts: 1, lease_expired: 0, nacked: 0 },
+    });
 
-    // Consume and ack it through the API: the counts go back to zero.
+    // Reprocess all of them, after a confirmation: order 1 is back with its attempts reset.
+    await clickAndConfirm(page, page.getByRole("button", { name: "Reprocess all" }), "Cancel");
+    expect((await counts()).dlq).toBe(1);
+    await clickAndConfirm(page, page.getByRole("button", { name: "Reprocess all" }), "Reprocess");
+    await page.getByText("The dead-letter queue is empty.").waitFor(pollTimeout);
+    await page.locator('[data-metric="dlq-count"]').filter({ hasText: "0 messages in the dead-letter queue." }).waitFor(pollTimeout);
+    expect(await counts()).toEqual({
+      available: 1,
+      delivered: 0,
+      acked: 0,
+      dlq: 0,
+      byReason: { max_delivery_attempts: 0, lease_expired: 0, nacked: 0 },
+    });
     await page.getByRole("link", { name: "← Subscriptions" }).click();
     await expect.poll(metric(page, "orders-br", "available"), pollTimeout).toBe("1");
-    const { data } = await api.subscriptions.consumeMessages({ subscriptionId: "orders-br", consumerId: "w1" });
-    expect(data.map((message) => message.deliveryAttempts)).toEqual([1]);
-    await api.subscriptions.ackMessages({ subscriptionId: "orders-br", messageIds: data.map((message) => message.id) });
-    await expect.poll(metric(page, "orders-br", "available"), pollTimeout).toBe("0");
-    expect(await metric(page, "orders-br", "delivered")()).toBe("0");
     expect(await metric(page, "orders-br", "dlq")()).toBe("0");
+
+    // Publish order 4 through the API, ack it, and nack order 1 to the dead-letter queue without a reason: "nacked".
+    await api.topics.publishMessages({ topicId: "orders", messages: [{ country: "BR", order: 4 }] });
+    const last = await consume(2);
+    expect(last.map((message) => [message.payload?.order, message.deliveryAttempts])).toEqual([
+      [1, 1],
+      [4, 1],
+    ]);
+    const four = last.find((message) => message.payload?.order === 4)?.id ?? "";
+    await api.subscriptions.ackMessages({ subscriptionId: "orders-br", messageIds: [four] });
+    await api.subscriptions.nackMessages({ subscriptionId: "orders-br", messageIds: [one], deadLetter: true });
+    await expect.poll(metric(page, "orders-br", "dlq"), pollTimeout).toBe("1");
+    expect(await counts()).toEqual({
+      available: 0,
+      delivered: 0,
+      acked: 1,
+      dlq: 1,
+      byReason: { max_delivery_attempts: 0, lease_expired: 0, nacked: 1 },
+    });
+    await page.getByRole("link", { name: "Dead letters of orders-br" }).click();
+    expect(await item(one).locator('[data-field="reason"]').textContent()).toBe("nacked");
+
+    // Purge all of them, after a confirmation: the counts go back to zero.
+    await clickAndConfirm(page, page.getByRole("button", { name: "Purge all" }), "Cancel");
+    expect((await counts()).dlq).toBe(1);
+    await clickAndConfirm(page, page.getByRole("button", { name: "Purge all" }), "Purge");
+    await page.getByRole("status").filter({ hasText: "Purged every dead letter." }).waitFor();
+    await page.getByText("The dead-letter queue is empty.").waitFor(pollTimeout);
+    expect(await page.getByRole("button", { name: "Purge all" }).isDisabled()).toBe(true);
+    expect(await page.getByRole("button", { name: "Reprocess all" }).isDisabled()).toBe(true);
+    expect(await counts()).toEqual({
+      available: 0,
+      delivered: 0,
+      acked: 1,
+      dlq: 0,
+      byReason: { max_delivery_attempts: 0, lease_expired: 0, nacked: 0 },
+    });
+    expect((await api.subscriptions.listDlqMessages({ subscriptionId: "orders-br" })).data).toEqual([]);
+    await page.getByRole("link", { name: "← Subscriptions" }).click();
+    await expect.poll(metric(page, "orders-br", "dlq"), pollTimeout).toBe("0");
+    expect(await metric(page, "orders-br", "available")()).toBe("0");
+    expect(await metric(page, "orders-br", "delivered")()).toBe("0");
+    expect(await metric(page, "orders-br", "acked")()).toBe("1");
 
     // Delete the subscription, then the topic, each after a confirmation.
     await clickAndConfirm(page, page.getByRole("button", { name: "Delete orders-br" }), "Delete subscription");
@@ -172,6 +289,27 @@ describe("the console with authentication off", { timeout: 120_000 }, () => {
 
     expect(outside).toEqual([]);
     expect(problems).toEqual([]);
+    await context.close();
+  });
+
+  it("goes back to the first page after all dead letters are purged from a later one", async () => {
+    await api.topics.createTopic({ id: "paged" });
+    await api.subscriptions.createSubscription({ id: "paged-sub", topicId: "paged" });
+    await api.topics.publishMessages({ topicId: "paged", messages: Array.from({ length: 21 }, (_, n) => ({ n })) });
+    const { data } = await api.subscriptions.consumeMessages({ subscriptionId: "paged-sub", consumerId: "w1", batchSize: 21 });
+    expect(data).toHaveLength(21);
+    const messageIds = data.map((message) => message.id);
+    await api.subscriptions.nackMessages({ subscriptionId: "paged-sub", messageIds, deadLetter: true, reason: "late" });
+    const { context } = await openContext(server.url);
+    const page = await context.newPage();
+    await page.goto(`${server.url}/console#/subscriptions/paged-sub/dlq`);
+    await page.getByText("Messages 1–20 of 21").waitFor(pollTimeout);
+    await page.getByRole("button", { name: "Next page" }).click();
+    await page.getByText("Messages 21–21 of 21").waitFor(pollTimeout);
+    await clickAndConfirm(page, page.getByRole("button", { name: "Purge all" }), "Purge");
+    await page.getByText("The dead-letter queue is empty.").waitFor(pollTimeout);
+    expect(await page.getByRole("button", { name: "Previous page" }).isDisabled()).toBe(true);
+    expect(await api.subscriptions.getSubscriptionMetrics({ subscriptionId: "paged-sub" })).toMatchObject({ dlq: 0, available: 0 });
     await context.close();
   });
 

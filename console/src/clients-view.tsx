@@ -1,28 +1,15 @@
 /** The clients view: list, create (the secret shown once), update scopes, disable, delete. */
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import type { Client } from "../../gen/fastpubsub/v1/client_service_pb.ts";
-import { api, can, currentSession, errorText, listAll } from "./api.ts";
-import { refreshNow, useTick } from "./live.ts";
+import { api, can, currentSession } from "./api.ts";
+import { refreshNow } from "./live.ts";
 import { nameProblem, scopesProblem } from "./rules.ts";
-import { confirmAction, ErrorLine, Field, ScopeNote, Time, useAction } from "./ui.tsx";
+import { confirmAction, ErrorLine, ScopeNote, TextField, Time, useAction, useListAll } from "./ui.tsx";
 
 /** Lists the API's clients, with a form to create one. */
 export function ClientsView() {
-  const tick = useTick();
-  const [clients, setClients] = useState<Client[]>();
-  const [error, setError] = useState<string>();
   const readable = can("clients:read");
-
-  useEffect(() => {
-    if (!readable) return;
-    listAll((offset, limit) => api.clients.listClients({ offset, limit })).then(
-      (data) => {
-        setClients(data);
-        setError(undefined);
-      },
-      (failure) => setError(errorText(failure)),
-    );
-  }, [tick, readable]);
+  const { items: clients, error } = useListAll<Client>(readable, (offset, limit) => api.clients.listClients({ offset, limit }));
 
   return (
     <section aria-labelledby="clients-title">
@@ -44,6 +31,8 @@ export function ClientsView() {
     </section>
   );
 }
+
+const scopesHint = "space-separated: * or e.g. topics:read subscriptions:consume:orders-worker";
 
 function ClientItem({ client }: { client: Client }) {
   const [editing, setEditing] = useState(false);
@@ -99,25 +88,8 @@ function ClientItem({ client }: { client: Client }) {
           }}
         >
           <div class="fields">
-            <Field label="Name" problem={nameProblem(name)}>
-              {(fieldId, describedBy) => (
-                <input id={fieldId} value={name} onInput={(event) => setName(event.currentTarget.value)} aria-describedby={describedBy} />
-              )}
-            </Field>
-            <Field
-              label="Scopes"
-              problem={scopesProblem(scopes)}
-              hint="space-separated: * or e.g. topics:read subscriptions:consume:orders-worker"
-            >
-              {(fieldId, describedBy) => (
-                <input
-                  id={fieldId}
-                  value={scopes}
-                  onInput={(event) => setScopes(event.currentTarget.value)}
-                  aria-describedby={describedBy}
-                />
-              )}
-            </Field>
+            <TextField label="Name" value={name} onValue={setName} problem={nameProblem(name)} />
+            <TextField label="Scopes" value={scopes} onValue={setScopes} problem={scopesProblem(scopes)} hint={scopesHint} />
           </div>
           <div class="buttons">
             <button type="submit" disabled={nameProblem(name) !== undefined || scopesProblem(scopes) !== undefined || action.busy}>
@@ -189,28 +161,8 @@ function CreateClientForm() {
       <summary id="create-client-title">Create a client</summary>
       <form onSubmit={submit} aria-labelledby="create-client-title">
         <div class="fields">
-          <Field label="Name" problem={problems.name}>
-            {(fieldId, describedBy) => (
-              <input
-                id={fieldId}
-                value={name}
-                onInput={(event) => setName(event.currentTarget.value)}
-                aria-describedby={describedBy}
-                autocomplete="off"
-              />
-            )}
-          </Field>
-          <Field label="Scopes" problem={problems.scopes} hint="space-separated: * or e.g. topics:read subscriptions:consume:orders-worker">
-            {(fieldId, describedBy) => (
-              <input
-                id={fieldId}
-                value={scopes}
-                onInput={(event) => setScopes(event.currentTarget.value)}
-                aria-describedby={describedBy}
-                autocomplete="off"
-              />
-            )}
-          </Field>
+          <TextField label="Name" value={name} onValue={setName} problem={problems.name} autocomplete="off" />
+          <TextField label="Scopes" value={scopes} onValue={setScopes} problem={problems.scopes} hint={scopesHint} autocomplete="off" />
           <div class="field checkbox">
             <label>
               <input type="checkbox" checked={active} onChange={(event) => setActive(event.currentTarget.checked)} /> Active

@@ -1,7 +1,7 @@
 /** The login form: a client id and secret, exchanged for an access token. */
 import { useState } from "preact/hooks";
 import { signIn } from "./api.ts";
-import { ErrorLine, Field, useAction } from "./ui.tsx";
+import { ErrorLine, TextField, useAction } from "./ui.tsx";
 
 /** Asks for a client's credentials and signs in with them; `notice` says why the operator is here again. */
 export function LoginView({ notice }: { notice?: string }) {
@@ -27,23 +27,8 @@ export function LoginView({ notice }: { notice?: string }) {
             {notice}
           </p>
         ) : null}
-        <Field label="Client id">
-          {(id) => (
-            <input id={id} value={clientId} onInput={(event) => setClientId(event.currentTarget.value)} autocomplete="username" required />
-          )}
-        </Field>
-        <Field label="Client secret">
-          {(id) => (
-            <input
-              id={id}
-              type="password"
-              value={secret}
-              onInput={(event) => setSecret(event.currentTarget.value)}
-              autocomplete="current-password"
-              required
-            />
-          )}
-        </Field>
+        <TextField label="Client id" value={clientId} onValue={setClientId} autocomplete="username" required />
+        <TextField label="Client secret" password value={secret} onValue={setSecret} autocomplete="current-password" required />
         <button type="submit" disabled={action.busy || clientId.trim() === "" || secret === ""}>
           Sign in
         </button>

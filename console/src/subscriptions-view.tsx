@@ -6,7 +6,7 @@ import type { Subscription, SubscriptionMetrics } from "../../gen/fastpubsub/v1/
 import { api, can, errorText, listAll } from "./api.ts";
 import { recordBacklog, refreshNow, type Sample, useTick } from "./live.ts";
 import { idProblem, parseCount, parseFilter, payloadKeyProblem } from "./rules.ts";
-import { BacklogChart, confirmAction, ErrorLine, Field, ScopeNote, Time, useAction } from "./ui.tsx";
+import { BacklogChart, confirmAction, ErrorLine, ScopeNote, TextField, Time, useAction } from "./ui.tsx";
 
 interface Row {
   subscription: Subscription;
@@ -14,6 +14,14 @@ interface Row {
   samples: Sample[];
   error?: string;
 }
+
+// The metrics columns: the field of SubscriptionMetrics and its heading.
+const metricColumns = [
+  { metric: "available", label: "Available" },
+  { metric: "delivered", label: "Delivered" },
+  { metric: "acked", label: "Acked" },
+  { metric: "dlq", label: "Dead letters" },
+] as const;
 
 // Each shown subscription costs a metrics call per refresh, so the list shows this many at most.
 const shownAtMost = 50;
@@ -89,18 +97,11 @@ export function SubscriptionsView() {
               <tr>
                 <th scope="col">Subscription</th>
                 <th scope="col">Topic and filter</th>
-                <th scope="col" class="number">
-                  Available
-                </th>
-                <th scope="col" class="number">
-                  Delivered
-                </th>
-                <th scope="col" class="number">
-                  Acked
-                </th>
-                <th scope="col" class="number">
-                  Dead letters
-                </th>
+                {metricColumns.map(({ metric, label }) => (
+                  <th key={metric} scope="col" class="number">
+                    {label}
+                  </th>
+                ))}
                 <th scope="col">Backlog, 10 min</th>
                 <th scope="col">Actions</th>
               </tr>
@@ -156,18 +157,11 @@ function SubscriptionRow({ row }: { row: Row }) {
           <code class="filter">{JSON.stringify(filter)}</code>
         ) : null}
       </td>
-      <td class="number" data-metric="available" data-label="Available">
-        {metrics?.available ?? "—"}
-      </td>
-      <td class="number" data-metric="delivered" data-label="Delivered">
-        {metrics?.delivered ?? "—"}
-      </td>
-      <td class="number" data-metric="acked" data-label="Acked">
-        {metrics?.acked ?? "—"}
-      </td>
-      <td class="number" data-metric="dlq" data-label="Dead letters">
-        {metrics?.dlq ?? "—"}
-      </td>
+      {metricColumns.map(({ metric, label }) => (
+        <td key={metric} class="number" data-metric={metric} data-label={label}>
+          {metrics?.[metric] ?? "—"}
+        </td>
+      ))}
       <td data-label="Backlog">
         <BacklogChart samples={row.samples} />
       </td>
@@ -288,87 +282,55 @@ function CreateSubscriptionForm() {
       <summary id="create-subscription-title">Create a subscription</summary>
       <form onSubmit={submit} aria-labelledby="create-subscription-title">
         <div class="fields">
-          <Field label="Subscription id" problem={idProblem(id)} hint="letters, digits, '-', '.' and '_'">
-            {(fieldId, describedBy) => (
-              <input
-                id={fieldId}
-                value={id}
-                onInput={(event) => setId(event.currentTarget.value)}
-                aria-describedby={describedBy}
-                aria-invalid={idProblem(id) !== undefined}
-                required
-                autocomplete="off"
-              />
-            )}
-          </Field>
-          <Field label="Topic" problem={idProblem(topicId)}>
-            {(fieldId, describedBy) => (
-              <>
-                <input
-                  id={fieldId}
-                  list="topic-ids"
-                  value={topicId}
-                  onInput={(event) => setTopicId(event.currentTarget.value)}
-                  aria-describedby={describedBy}
-                  required
-                  autocomplete="off"
-                />
-                <datalist id="topic-ids">
-                  {topics.map((topic) => (
-                    <option key={topic} value={topic} />
-                  ))}
-                </datalist>
-              </>
-            )}
-          </Field>
-          <Field label="Ordering key (optional)" problem={payloadKeyProblem(orderingKey)} hint="a top-level payload key">
-            {(fieldId, describedBy) => (
-              <input
-                id={fieldId}
-                value={orderingKey}
-                onInput={(event) => setOrderingKey(event.currentTarget.value)}
-                aria-describedby={describedBy}
-                autocomplete="off"
-              />
-            )}
-          </Field>
+          <TextField
+            label="Subscription id"
+            value={id}
+            onValue={setId}
+            problem={idProblem(id)}
+            hint="letters, digits, '-', '.' and '_'"
+            markInvalid
+            required
+            autocomplete="off"
+          />
+          <TextField
+            label="Topic"
+            value={topicId}
+            onValue={setTopicId}
+            problem={idProblem(topicId)}
+            options={topics}
+            required
+            autocomplete="off"
+          />
+          <TextField
+            label="Ordering key (optional)"
+            value={orderingKey}
+            onValue={setOrderingKey}
+            problem={payloadKeyProblem(orderingKey)}
+            hint="a top-level payload key"
+            autocomplete="off"
+          />
           {numberFields.map((field) => (
-            <Field
+            <TextField
               key={field.name}
               label={field.label}
+              value={numbers[field.name]}
+              onValue={(value) => setNumbers({ ...numbers, [field.name]: value })}
               problem={parsed[field.name].problem ?? (field.name === "backoffMinSeconds" ? backoffProblem : undefined)}
               hint="server default when empty"
-            >
-              {(fieldId, describedBy) => (
-                <input
-                  id={fieldId}
-                  inputMode="numeric"
-                  value={numbers[field.name]}
-                  onInput={(event) => setNumbers({ ...numbers, [field.name]: event.currentTarget.value })}
-                  aria-describedby={describedBy}
-                />
-              )}
-            </Field>
+              inputMode="numeric"
+            />
           ))}
         </div>
         <div class="filter-editor">
-          <Field
+          <TextField
             label="Filter (JSON, optional)"
+            value={filterText}
+            onValue={setFilterText}
             problem={filter.problem ? `filter ${filter.problem}` : undefined}
             hint='e.g. {"country": ["BR", "US"]}: keys AND, values OR'
-          >
-            {(fieldId, describedBy) => (
-              <textarea
-                id={fieldId}
-                rows={4}
-                spellcheck={false}
-                value={filterText}
-                onInput={(event) => setFilterText(event.currentTarget.value)}
-                aria-describedby={describedBy}
-                aria-invalid={filter.problem !== undefined}
-              />
-            )}
-          </Field>
+            markInvalid
+            rows={4}
+          />
           <div class="filter-preview" aria-live="polite">
             <span class="label">Filter as sent</span>
             <code>{filter.problem ? "—" : filter.value ? JSON.stringify(toJson(ValueSchema, filter.value)) : "none"}</code>

@@ -1,29 +1,16 @@
 /** The topics view: list, create, delete, and publish a test message. */
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import type { Topic } from "../../gen/fastpubsub/v1/topic_service_pb.ts";
-import { api, can, errorText, listAll } from "./api.ts";
-import { refreshNow, useTick } from "./live.ts";
+import { api, can } from "./api.ts";
+import { refreshNow } from "./live.ts";
 import { idProblem, parseCount, parsePayloads, payloadKeyProblem } from "./rules.ts";
-import { confirmAction, ErrorLine, Field, ScopeNote, Time, useAction } from "./ui.tsx";
+import { confirmAction, ErrorLine, ScopeNote, TextField, Time, useAction, useListAll } from "./ui.tsx";
 
 /** Lists the topics, with a form to create one and, per topic, publish and delete. */
 export function TopicsView() {
-  const tick = useTick();
-  const [topics, setTopics] = useState<Topic[]>();
-  const [error, setError] = useState<string>();
   const [publishing, setPublishing] = useState<string>();
   const readable = can("topics:read");
-
-  useEffect(() => {
-    if (!readable) return;
-    listAll((offset, limit) => api.topics.listTopics({ offset, limit })).then(
-      (data) => {
-        setTopics(data);
-        setError(undefined);
-      },
-      (failure) => setError(errorText(failure)),
-    );
-  }, [tick, readable]);
+  const { items: topics, error } = useListAll<Topic>(readable, (offset, limit) => api.topics.listTopics({ offset, limit }));
 
   return (
     <section aria-labelledby="topics-title">
@@ -120,42 +107,33 @@ function CreateTopicForm() {
       <summary id="create-topic-title">Create a topic</summary>
       <form onSubmit={submit} aria-labelledby="create-topic-title">
         <div class="fields">
-          <Field label="Topic id" problem={idProblem(id)} hint="letters, digits, '-', '.' and '_'">
-            {(fieldId, describedBy) => (
-              <input
-                id={fieldId}
-                value={id}
-                onInput={(event) => setId(event.currentTarget.value)}
-                aria-describedby={describedBy}
-                aria-invalid={idProblem(id) !== undefined}
-                required
-                autocomplete="off"
-              />
-            )}
-          </Field>
-          <Field label="De-duplication key (optional)" problem={payloadKeyProblem(dedupKey)} hint="a top-level payload key">
-            {(fieldId, describedBy) => (
-              <input
-                id={fieldId}
-                value={dedupKey}
-                onInput={(event) => setDedupKey(event.currentTarget.value)}
-                aria-describedby={describedBy}
-                autocomplete="off"
-              />
-            )}
-          </Field>
-          <Field label="De-duplication window, seconds" problem={windowProblem} hint="1 to 86400; 600 when empty">
-            {(fieldId, describedBy) => (
-              <input
-                id={fieldId}
-                inputMode="numeric"
-                value={windowText}
-                onInput={(event) => setWindowText(event.currentTarget.value)}
-                aria-describedby={describedBy}
-                aria-invalid={windowProblem !== undefined}
-              />
-            )}
-          </Field>
+          <TextField
+            label="Topic id"
+            value={id}
+            onValue={setId}
+            problem={idProblem(id)}
+            hint="letters, digits, '-', '.' and '_'"
+            markInvalid
+            required
+            autocomplete="off"
+          />
+          <TextField
+            label="De-duplication key (optional)"
+            value={dedupKey}
+            onValue={setDedupKey}
+            problem={payloadKeyProblem(dedupKey)}
+            hint="a top-level payload key"
+            autocomplete="off"
+          />
+          <TextField
+            label="De-duplication window, seconds"
+            value={windowText}
+            onValue={setWindowText}
+            problem={windowProblem}
+            hint="1 to 86400; 600 when empty"
+            markInvalid
+            inputMode="numeric"
+          />
         </div>
         <button type="submit" disabled={!allowed || invalid || action.busy}>
           Create topic
@@ -196,34 +174,27 @@ function PublishForm({ topicId, onClose }: { topicId: string; onClose: () => voi
   return (
     <form class="panel" onSubmit={submit} aria-labelledby="publish-title">
       <h2 id="publish-title">Publish to {topicId}</h2>
-      <Field label="Message JSON" problem={payloads.problem} hint="one JSON object, or an array of up to 1000">
-        {(fieldId, describedBy) => (
-          <textarea
-            id={fieldId}
-            rows={8}
-            spellcheck={false}
-            value={text}
-            onInput={(event) => {
-              setText(event.currentTarget.value);
-              setSent(undefined);
-            }}
-            aria-describedby={describedBy}
-            aria-invalid={payloads.problem !== undefined}
-          />
-        )}
-      </Field>
-      <Field label="Delay, seconds (optional)" problem={delay.problem} hint="0 to 31536000">
-        {(fieldId, describedBy) => (
-          <input
-            id={fieldId}
-            inputMode="numeric"
-            value={delayText}
-            onInput={(event) => setDelayText(event.currentTarget.value)}
-            aria-describedby={describedBy}
-            aria-invalid={delay.problem !== undefined}
-          />
-        )}
-      </Field>
+      <TextField
+        label="Message JSON"
+        value={text}
+        onValue={(value) => {
+          setText(value);
+          setSent(undefined);
+        }}
+        problem={payloads.problem}
+        hint="one JSON object, or an array of up to 1000"
+        markInvalid
+        rows={8}
+      />
+      <TextField
+        label="Delay, seconds (optional)"
+        value={delayText}
+        onValue={setDelayText}
+        problem={delay.problem}
+        hint="0 to 31536000"
+        markInvalid
+        inputMode="numeric"
+      />
       <div class="buttons">
         <button type="submit" disabled={!payloads.value || delay.problem !== undefined || action.busy}>
           Publish

@@ -1,10 +1,10 @@
-/** Small parts shared by the views: fields, errors, confirmation, times and the backlog chart. */
+/** Small parts shared by the views: fields, lists, errors, confirmation, times and the backlog chart. */
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { ComponentChildren } from "preact";
-import { useState } from "preact/hooks";
-import { errorText } from "./api.ts";
-import { historyMs, type Sample } from "./live.ts";
+import { useEffect, useState } from "preact/hooks";
+import { errorText, listAll } from "./api.ts";
+import { historyMs, type Sample, useTick } from "./live.ts";
 
 /** A failed call's message, announced to screen readers. */
 export function ErrorLine({ error }: { error?: string }) {
@@ -46,6 +46,74 @@ export function Field(props: {
       ) : null}
     </div>
   );
+}
+
+/**
+ * A labelled text input (a textarea when `rows` is given) wired to its hint or problem.
+ * `markInvalid` sets aria-invalid from whether there is a problem; `options` adds a datalist of suggestions;
+ * `password` hides what is typed.
+ */
+export function TextField(props: {
+  label: string;
+  value: string;
+  onValue: (value: string) => void;
+  hint?: string;
+  problem?: string;
+  markInvalid?: boolean;
+  required?: boolean;
+  autocomplete?: string;
+  password?: boolean;
+  inputMode?: "numeric";
+  rows?: number;
+  options?: string[];
+}) {
+  return (
+    <Field label={props.label} hint={props.hint} problem={props.problem}>
+      {(id, describedBy) => {
+        const common = {
+          id,
+          value: props.value,
+          onInput: (event: { currentTarget: { value: string } }) => props.onValue(event.currentTarget.value),
+          "aria-describedby": describedBy,
+          "aria-invalid": props.markInvalid ? props.problem !== undefined : undefined,
+        };
+        if (props.rows !== undefined) return <textarea {...common} rows={props.rows} spellcheck={false} />;
+        const input = { ...common, inputMode: props.inputMode, required: props.required, autocomplete: props.autocomplete };
+        if (props.password) return <input {...input} type="password" />;
+        if (!props.options) return <input {...input} />;
+        const listId = `${id}-options`;
+        return (
+          <>
+            <input {...input} list={listId} />
+            <datalist id={listId}>
+              {props.options.map((option) => (
+                <option key={option} value={option} />
+              ))}
+            </datalist>
+          </>
+        );
+      }}
+    </Field>
+  );
+}
+
+/** Every item of a paged list call, loaded again at each refresh while `readable`, and the last load's error. */
+export function useListAll<T>(readable: boolean, page: (offset: number, limit: number) => Promise<{ data: T[] }>) {
+  const tick = useTick();
+  const [items, setItems] = useState<T[]>();
+  const [error, setError] = useState<string>();
+  // Not `page`: it is a new function each render; the tick is what reloads.
+  useEffect(() => {
+    if (!readable) return;
+    listAll(page).then(
+      (data) => {
+        setItems(data);
+        setError(undefined);
+      },
+      (failure) => setError(errorText(failure)),
+    );
+  }, [tick, readable]);
+  return { items, error };
 }
 
 /** Runs actions that call the API, one at a time, keeping whether one is running and the last one's error. */

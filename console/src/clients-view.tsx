@@ -4,7 +4,7 @@ import type { Client } from "../../gen/fastpubsub/v1/client_service_pb.ts";
 import { api, can, currentSession } from "./api.ts";
 import { refreshNow } from "./live.ts";
 import { nameProblem, scopesProblem } from "./rules.ts";
-import { confirmAction, ErrorLine, ScopeNote, TextField, Time, useAction, useListAll } from "./ui.tsx";
+import { CreatePanel, confirmAction, ErrorLine, ScopeNote, TextField, Time, useAction, useListAll } from "./ui.tsx";
 
 /** Lists the API's clients, with a form to create one. */
 export function ClientsView() {
@@ -135,8 +135,8 @@ function CreateClientForm() {
   const [created, setCreated] = useState<{ id: string; secret: string; name: string }>();
   const [copied, setCopied] = useState(false);
   const action = useAction();
-  const allowed = can("clients:create");
   const problems = { name: name === "" ? undefined : nameProblem(name), scopes: scopes === "" ? undefined : scopesProblem(scopes) };
+  const invalid = name.trim() === "" || scopes.trim() === "" || problems.name !== undefined || problems.scopes !== undefined;
 
   async function submit(event: Event) {
     event.preventDefault();
@@ -157,34 +157,16 @@ function CreateClientForm() {
   }
 
   return (
-    <details class="panel create">
-      <summary id="create-client-title">Create a client</summary>
-      <form onSubmit={submit} aria-labelledby="create-client-title">
-        <div class="fields">
-          <TextField label="Name" value={name} onValue={setName} problem={problems.name} autocomplete="off" />
-          <TextField label="Scopes" value={scopes} onValue={setScopes} problem={problems.scopes} hint={scopesHint} autocomplete="off" />
-          <div class="field checkbox">
-            <label>
-              <input type="checkbox" checked={active} onChange={(event) => setActive(event.currentTarget.checked)} /> Active
-            </label>
-          </div>
-        </div>
-        <button
-          type="submit"
-          disabled={
-            !allowed ||
-            name.trim() === "" ||
-            scopes.trim() === "" ||
-            problems.name !== undefined ||
-            problems.scopes !== undefined ||
-            action.busy
-          }
-        >
-          Create client
-        </button>
-        {!allowed ? <ScopeNote scopes={["clients:create"]} /> : null}
-        <ErrorLine error={action.error} />
-        {created ? (
+    <CreatePanel
+      title="Create a client"
+      titleId="create-client-title"
+      submit="Create client"
+      scope="clients:create"
+      invalid={invalid}
+      action={action}
+      onSubmit={submit}
+      result={
+        created ? (
           <div class="secret" role="status">
             <p>Created client {created.name}. Its secret is shown this once: copy it now.</p>
             <dl>
@@ -206,8 +188,18 @@ function CreateClientForm() {
               </button>
             </div>
           </div>
-        ) : null}
-      </form>
-    </details>
+        ) : null
+      }
+    >
+      <div class="fields">
+        <TextField label="Name" value={name} onValue={setName} problem={problems.name} autocomplete="off" />
+        <TextField label="Scopes" value={scopes} onValue={setScopes} problem={problems.scopes} hint={scopesHint} autocomplete="off" />
+        <div class="field checkbox">
+          <label>
+            <input type="checkbox" checked={active} onChange={(event) => setActive(event.currentTarget.checked)} /> Active
+          </label>
+        </div>
+      </div>
+    </CreatePanel>
   );
 }

@@ -6,7 +6,19 @@ import type { Subscription, SubscriptionMetrics } from "../../gen/fastpubsub/v1/
 import { api, can, errorText, listAll } from "./api.ts";
 import { recordBacklog, refreshNow, type Sample, useTick } from "./live.ts";
 import { idProblem, parseCount, parseFilter, payloadKeyProblem } from "./rules.ts";
-import { BacklogChart, confirmAction, ErrorLine, ScopeNote, TextField, Time, useAction } from "./ui.tsx";
+import {
+  BacklogChart,
+  CreatePanel,
+  confirmAction,
+  ErrorLine,
+  IdField,
+  OkLine,
+  PayloadKeyField,
+  ScopeNote,
+  TextField,
+  Time,
+  useAction,
+} from "./ui.tsx";
 
 interface Row {
   subscription: Subscription;
@@ -225,7 +237,6 @@ function CreateSubscriptionForm() {
   const [topics, setTopics] = useState<string[]>([]);
   const [created, setCreated] = useState<string>();
   const action = useAction();
-  const allowed = can("subscriptions:create");
 
   useEffect(() => {
     if (!can("topics:read")) return;
@@ -278,76 +289,56 @@ function CreateSubscriptionForm() {
   }
 
   return (
-    <details class="panel create">
-      <summary id="create-subscription-title">Create a subscription</summary>
-      <form onSubmit={submit} aria-labelledby="create-subscription-title">
-        <div class="fields">
+    <CreatePanel
+      title="Create a subscription"
+      titleId="create-subscription-title"
+      submit="Create subscription"
+      scope="subscriptions:create"
+      invalid={invalid}
+      action={action}
+      onSubmit={submit}
+      result={<OkLine text={created && !action.error ? `Created subscription ${created}.` : undefined} />}
+    >
+      <div class="fields">
+        <IdField label="Subscription id" value={id} onValue={setId} />
+        <TextField
+          label="Topic"
+          value={topicId}
+          onValue={setTopicId}
+          problem={idProblem(topicId)}
+          options={topics}
+          required
+          autocomplete="off"
+        />
+        <PayloadKeyField label="Ordering key (optional)" value={orderingKey} onValue={setOrderingKey} />
+        {numberFields.map((field) => (
           <TextField
-            label="Subscription id"
-            value={id}
-            onValue={setId}
-            problem={idProblem(id)}
-            hint="letters, digits, '-', '.' and '_'"
-            markInvalid
-            required
-            autocomplete="off"
+            key={field.name}
+            label={field.label}
+            value={numbers[field.name]}
+            onValue={(value) => setNumbers({ ...numbers, [field.name]: value })}
+            problem={parsed[field.name].problem ?? (field.name === "backoffMinSeconds" ? backoffProblem : undefined)}
+            hint="server default when empty"
+            inputMode="numeric"
           />
-          <TextField
-            label="Topic"
-            value={topicId}
-            onValue={setTopicId}
-            problem={idProblem(topicId)}
-            options={topics}
-            required
-            autocomplete="off"
-          />
-          <TextField
-            label="Ordering key (optional)"
-            value={orderingKey}
-            onValue={setOrderingKey}
-            problem={payloadKeyProblem(orderingKey)}
-            hint="a top-level payload key"
-            autocomplete="off"
-          />
-          {numberFields.map((field) => (
-            <TextField
-              key={field.name}
-              label={field.label}
-              value={numbers[field.name]}
-              onValue={(value) => setNumbers({ ...numbers, [field.name]: value })}
-              problem={parsed[field.name].problem ?? (field.name === "backoffMinSeconds" ? backoffProblem : undefined)}
-              hint="server default when empty"
-              inputMode="numeric"
-            />
-          ))}
+        ))}
+      </div>
+      <div class="filter-editor">
+        <TextField
+          label="Filter (JSON, optional)"
+          value={filterText}
+          onValue={setFilterText}
+          problem={filter.problem ? `filter ${filter.problem}` : undefined}
+          hint='e.g. {"country": ["BR", "US"]}: keys AND, values OR'
+          markInvalid
+          rows={4}
+        />
+        <div class="filter-preview" aria-live="polite">
+          <span class="label">Filter as sent</span>
+          <code>{filter.problem ? "—" : filter.value ? JSON.stringify(toJson(ValueSchema, filter.value)) : "none"}</code>
+          <span class="hint">{filter.problem ? "" : describeFilter(filter.value ? toJson(ValueSchema, filter.value) : null)}</span>
         </div>
-        <div class="filter-editor">
-          <TextField
-            label="Filter (JSON, optional)"
-            value={filterText}
-            onValue={setFilterText}
-            problem={filter.problem ? `filter ${filter.problem}` : undefined}
-            hint='e.g. {"country": ["BR", "US"]}: keys AND, values OR'
-            markInvalid
-            rows={4}
-          />
-          <div class="filter-preview" aria-live="polite">
-            <span class="label">Filter as sent</span>
-            <code>{filter.problem ? "—" : filter.value ? JSON.stringify(toJson(ValueSchema, filter.value)) : "none"}</code>
-            <span class="hint">{filter.problem ? "" : describeFilter(filter.value ? toJson(ValueSchema, filter.value) : null)}</span>
-          </div>
-        </div>
-        <button type="submit" disabled={!allowed || invalid || action.busy}>
-          Create subscription
-        </button>
-        {!allowed ? <ScopeNote scopes={["subscriptions:create"]} /> : null}
-        <ErrorLine error={action.error} />
-        {created && !action.error ? (
-          <p class="ok" role="status">
-            Created subscription {created}.
-          </p>
-        ) : null}
-      </form>
-    </details>
+      </div>
+    </CreatePanel>
   );
 }

@@ -4,7 +4,19 @@ import type { Topic } from "../../gen/fastpubsub/v1/topic_service_pb.ts";
 import { api, can } from "./api.ts";
 import { refreshNow } from "./live.ts";
 import { idProblem, parseCount, parsePayloads, payloadKeyProblem } from "./rules.ts";
-import { confirmAction, ErrorLine, ScopeNote, TextField, Time, useAction, useListAll } from "./ui.tsx";
+import {
+  CreatePanel,
+  confirmAction,
+  ErrorLine,
+  IdField,
+  OkLine,
+  PayloadKeyField,
+  ScopeNote,
+  TextField,
+  Time,
+  useAction,
+  useListAll,
+} from "./ui.tsx";
 
 /** Lists the topics, with a form to create one and, per topic, publish and delete. */
 export function TopicsView() {
@@ -85,7 +97,6 @@ function CreateTopicForm() {
   const [windowText, setWindowText] = useState("");
   const [created, setCreated] = useState<string>();
   const action = useAction();
-  const allowed = can("topics:create");
   const window = parseCount(windowText, 1, 86_400);
   const windowProblem = window.problem ?? (window.value !== undefined && dedupKey === "" ? "needs a de-duplication key" : undefined);
   const invalid = id === "" || idProblem(id) !== undefined || payloadKeyProblem(dedupKey) !== undefined || windowProblem !== undefined;
@@ -103,50 +114,30 @@ function CreateTopicForm() {
   }
 
   return (
-    <details class="panel create">
-      <summary id="create-topic-title">Create a topic</summary>
-      <form onSubmit={submit} aria-labelledby="create-topic-title">
-        <div class="fields">
-          <TextField
-            label="Topic id"
-            value={id}
-            onValue={setId}
-            problem={idProblem(id)}
-            hint="letters, digits, '-', '.' and '_'"
-            markInvalid
-            required
-            autocomplete="off"
-          />
-          <TextField
-            label="De-duplication key (optional)"
-            value={dedupKey}
-            onValue={setDedupKey}
-            problem={payloadKeyProblem(dedupKey)}
-            hint="a top-level payload key"
-            autocomplete="off"
-          />
-          <TextField
-            label="De-duplication window, seconds"
-            value={windowText}
-            onValue={setWindowText}
-            problem={windowProblem}
-            hint="1 to 86400; 600 when empty"
-            markInvalid
-            inputMode="numeric"
-          />
-        </div>
-        <button type="submit" disabled={!allowed || invalid || action.busy}>
-          Create topic
-        </button>
-        {!allowed ? <ScopeNote scopes={["topics:create"]} /> : null}
-        <ErrorLine error={action.error} />
-        {created && !action.error ? (
-          <p class="ok" role="status">
-            Created topic {created}.
-          </p>
-        ) : null}
-      </form>
-    </details>
+    <CreatePanel
+      title="Create a topic"
+      titleId="create-topic-title"
+      submit="Create topic"
+      scope="topics:create"
+      invalid={invalid}
+      action={action}
+      onSubmit={submit}
+      result={<OkLine text={created && !action.error ? `Created topic ${created}.` : undefined} />}
+    >
+      <div class="fields">
+        <IdField label="Topic id" value={id} onValue={setId} />
+        <PayloadKeyField label="De-duplication key (optional)" value={dedupKey} onValue={setDedupKey} />
+        <TextField
+          label="De-duplication window, seconds"
+          value={windowText}
+          onValue={setWindowText}
+          problem={windowProblem}
+          hint="1 to 86400; 600 when empty"
+          markInvalid
+          inputMode="numeric"
+        />
+      </div>
+    </CreatePanel>
   );
 }
 
@@ -204,11 +195,7 @@ function PublishForm({ topicId, onClose }: { topicId: string; onClose: () => voi
         </button>
       </div>
       <ErrorLine error={action.error} />
-      {sent && !action.error ? (
-        <p class="ok" role="status">
-          {sent}
-        </p>
-      ) : null}
+      <OkLine text={action.error ? undefined : sent} />
     </form>
   );
 }

@@ -3,14 +3,24 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { errorText, listAll } from "./api.ts";
+import { can, errorText, listAll } from "./api.ts";
 import { historyMs, type Sample, useTick } from "./live.ts";
+import { idProblem, payloadKeyProblem } from "./rules.ts";
 
 /** A failed call's message, announced to screen readers. */
 export function ErrorLine({ error }: { error?: string }) {
   return error ? (
     <p class="error" role="alert">
       {error}
+    </p>
+  ) : null;
+}
+
+/** A finished action's outcome, announced to screen readers. */
+export function OkLine({ text }: { text?: string }) {
+  return text ? (
+    <p class="ok" role="status">
+      {text}
     </p>
   ) : null;
 }
@@ -94,6 +104,57 @@ export function TextField(props: {
         );
       }}
     </Field>
+  );
+}
+
+/** The required id of a topic or subscription being created, with the id rules. */
+export function IdField(props: { label: string; value: string; onValue: (value: string) => void }) {
+  return (
+    <TextField
+      {...props}
+      problem={idProblem(props.value)}
+      hint="letters, digits, '-', '.' and '_'"
+      markInvalid
+      required
+      autocomplete="off"
+    />
+  );
+}
+
+/** An optional top-level payload key (a de-duplication or ordering key). */
+export function PayloadKeyField(props: { label: string; value: string; onValue: (value: string) => void }) {
+  return <TextField {...props} problem={payloadKeyProblem(props.value)} hint="a top-level payload key" autocomplete="off" />;
+}
+
+/**
+ * A collapsible "Create a …" panel: its form (labelled by the summary) with the fields given as children, then the submit
+ * button (disabled without `scope`, while `invalid` or while the action runs), the scope note, the action's error and `result`.
+ */
+export function CreatePanel(props: {
+  title: string;
+  titleId: string;
+  submit: string;
+  scope: string;
+  invalid: boolean;
+  action: { busy: boolean; error?: string };
+  onSubmit: (event: Event) => void;
+  children: ComponentChildren;
+  result: ComponentChildren;
+}) {
+  const allowed = can(props.scope);
+  return (
+    <details class="panel create">
+      <summary id={props.titleId}>{props.title}</summary>
+      <form onSubmit={props.onSubmit} aria-labelledby={props.titleId}>
+        {props.children}
+        <button type="submit" disabled={!allowed || props.invalid || props.action.busy}>
+          {props.submit}
+        </button>
+        {!allowed ? <ScopeNote scopes={[props.scope]} /> : null}
+        <ErrorLine error={props.action.error} />
+        {props.result}
+      </form>
+    </details>
   );
 }
 

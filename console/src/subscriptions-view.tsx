@@ -330,7 +330,6 @@ function CreateSubscriptionForm() {
           onValue={setFilterText}
           problem={filter.problem ? `filter ${filter.problem}` : undefined}
           hint='e.g. {"country": ["BR", "US"]}: keys AND, values OR'
-          markInvalid
           rows={4}
         />
         <div class="filter-preview" aria-live="polite">

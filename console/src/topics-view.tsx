@@ -133,7 +133,6 @@ function CreateTopicForm() {
           onValue={setWindowText}
           problem={windowProblem}
           hint="1 to 86400; 600 when empty"
-          markInvalid
           inputMode="numeric"
         />
       </div>
@@ -174,7 +173,6 @@ function PublishForm({ topicId, onClose }: { topicId: string; onClose: () => voi
         }}
         problem={payloads.problem}
         hint="one JSON object, or an array of up to 1000"
-        markInvalid
         rows={8}
       />
       <TextField
@@ -183,7 +181,6 @@ function PublishForm({ topicId, onClose }: { topicId: string; onClose: () => voi
         onValue={setDelayText}
         problem={delay.problem}
         hint="0 to 31536000"
-        markInvalid
         inputMode="numeric"
       />
       <div class="buttons">

@@ -60,7 +60,7 @@ export function Field(props: {
 
 /**
  * A labelled text input (a textarea when `rows` is given) wired to its hint or problem.
- * `markInvalid` sets aria-invalid from whether there is a problem; `options` adds a datalist of suggestions;
+ * A field with a problem is marked aria-invalid; `options` adds a datalist of suggestions;
  * `password` hides what is typed.
  */
 export function TextField(props: {
@@ -69,7 +69,6 @@ export function TextField(props: {
   onValue: (value: string) => void;
   hint?: string;
   problem?: string;
-  markInvalid?: boolean;
   required?: boolean;
   autocomplete?: string;
   password?: boolean;
@@ -85,7 +84,7 @@ export function TextField(props: {
           value: props.value,
           onInput: (event: { currentTarget: { value: string } }) => props.onValue(event.currentTarget.value),
           "aria-describedby": describedBy,
-          "aria-invalid": props.markInvalid ? props.problem !== undefined : undefined,
+          "aria-invalid": props.problem !== undefined,
         };
         if (props.rows !== undefined) return <textarea {...common} rows={props.rows} spellcheck={false} />;
         const input = { ...common, inputMode: props.inputMode, required: props.required, autocomplete: props.autocomplete };
@@ -109,16 +108,7 @@ export function TextField(props: {
 
 /** The required id of a topic or subscription being created, with the id rules. */
 export function IdField(props: { label: string; value: string; onValue: (value: string) => void }) {
-  return (
-    <TextField
-      {...props}
-      problem={idProblem(props.value)}
-      hint="letters, digits, '-', '.' and '_'"
-      markInvalid
-      required
-      autocomplete="off"
-    />
-  );
+  return <TextField {...props} problem={idProblem(props.value)} hint="letters, digits, '-', '.' and '_'" required autocomplete="off" />;
 }
 
 /** An optional top-level payload key (a de-duplication or ordering key). */
